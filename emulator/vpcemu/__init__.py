@@ -1,0 +1,1 @@
+"""EC2 and instance-metadata emulator for the VPC CNI testbed (moto based)."""
