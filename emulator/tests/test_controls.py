@@ -1,0 +1,201 @@
+"""Control endpoint: throttling, injected faults and latency, call counts,
+the network long-poll, the EC2 error document and the unix-socket endpoint."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import error_code, http_request, run_instance, signed_ec2_request
+
+
+def test_throttling_after_the_burst(emu, net):
+    """DescribeVpcs has the non-mutating bucket: 100 burst, 20 per second."""
+    emu.control("POST", "/_testbed/throttle", {"enabled": True})
+    headers, body = signed_ec2_request({"Action": "DescribeVpcs", "VpcId.1": net.vpc})
+    lock = threading.Lock()
+    seen = {"ok": 0, "throttled": 0, "other": 0}
+    last_error = []
+    started = time.monotonic()
+
+    def worker() -> None:
+        while time.monotonic() - started < 30:
+            status, data = http_request(emu.url, "POST", "/", headers, body)
+            with lock:
+                if status == 200:
+                    seen["ok"] += 1
+                elif status == 503 and b"<Code>RequestLimitExceeded</Code>" in data:
+                    seen["throttled"] += 1
+                    last_error.append(data)
+                    return
+                else:
+                    seen["other"] += 1
+                if seen["throttled"]:
+                    return
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    assert seen["throttled"] >= 1 and seen["other"] == 0, seen
+    assert 100 <= seen["ok"] <= 100 + 20 * elapsed + 4, (seen, elapsed)
+    assert b"<Errors><Error><Code>RequestLimitExceeded</Code>" in last_error[0]
+    # Another action has its own bucket; switching off lets everything through.
+    status, _ = http_request(emu.url, "POST", "/", *signed_ec2_request({"Action": "DescribeSubnets"}))
+    assert status == 200
+    emu.control("POST", "/_testbed/throttle", {"enabled": False})
+    for _ in range(3):
+        assert http_request(emu.url, "POST", "/", headers, body)[0] == 200
+
+
+def test_throttling_bucket_override(ec2, emu, net):
+    emu.control(
+        "POST",
+        "/_testbed/throttle",
+        {"enabled": True, "buckets": {"CreateNetworkInterface": {"burst": 3, "rate": 0.1}}},
+    )
+    for _ in range(3):
+        ec2.create_network_interface(SubnetId=net.subnet)
+    with pytest.raises(ClientError) as exc:
+        ec2.create_network_interface(SubnetId=net.subnet)
+    assert error_code(exc) == "RequestLimitExceeded"
+
+
+def test_injected_error_count_and_status(ec2, emu, net):
+    emu.control(
+        "POST",
+        "/_testbed/faults",
+        {"action": "CreateNetworkInterface", "error_code": "UnauthorizedOperation", "rate": 1.0, "count": 2},
+    )
+    for _ in range(2):
+        with pytest.raises(ClientError) as exc:
+            ec2.create_network_interface(SubnetId=net.subnet)
+        assert error_code(exc) == "UnauthorizedOperation"
+        assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    ec2.create_network_interface(SubnetId=net.subnet)  # count exhausted
+    ec2.describe_vpcs()  # other actions unaffected
+
+    emu.control("POST", "/_testbed/faults", {"action": "*", "error_code": "InternalError", "http_status": 500})
+    with pytest.raises(ClientError) as exc:
+        ec2.describe_subnets()
+    assert error_code(exc) == "InternalError"
+    emu.control("DELETE", "/_testbed/faults")
+    ec2.describe_subnets()
+
+
+def test_injected_latency(ec2, emu):
+    ec2.describe_vpcs()
+    emu.control("POST", "/_testbed/faults", {"action": "DescribeVpcs", "latency_ms": 400})
+    started = time.monotonic()
+    ec2.describe_vpcs()
+    assert time.monotonic() - started >= 0.4
+    started = time.monotonic()
+    ec2.describe_subnets()
+    assert time.monotonic() - started < 0.4
+
+
+def test_call_counts(ec2, emu, net):
+    emu.control("DELETE", "/_testbed/calls")
+    ec2.create_network_interface(SubnetId=net.subnet)
+    ec2.create_network_interface(SubnetId=net.subnet)
+    with pytest.raises(ClientError):
+        ec2.delete_network_interface(NetworkInterfaceId="eni-0000000000000000f")
+    calls = emu.control("GET", "/_testbed/calls")
+    assert calls["CreateNetworkInterface"]["ok"] == 2 and calls["CreateNetworkInterface"]["error"] == 0
+    assert calls["DeleteNetworkInterface"] == {
+        "ok": 0,
+        "error": 1,
+        "error_codes": {"InvalidNetworkInterfaceID.NotFound": 1},
+    }
+    emu.control("DELETE", "/_testbed/calls")
+    assert emu.control("GET", "/_testbed/calls") == {}
+
+
+def test_error_document_shape(emu):
+    headers, body = signed_ec2_request({"Action": "DeleteNetworkInterface", "NetworkInterfaceId": "eni-0000000000000000f"})
+    status, data = http_request(emu.url, "POST", "/", headers, body)
+    assert status == 400
+    text = data.decode()
+    assert re.search(r"<Response[^>]*><Errors><Error><Code>InvalidNetworkInterfaceID.NotFound</Code><Message>", text)
+    assert "</Errors><RequestID>" in text
+
+    emu.control("POST", "/_testbed/faults", {"action": "DescribeVpcs", "error_code": "RequestLimitExceeded"})
+    headers, body = signed_ec2_request({"Action": "DescribeVpcs"})
+    status, data = http_request(emu.url, "POST", "/", headers, body)
+    assert status == 503
+    assert data.decode().count("<Code>RequestLimitExceeded</Code>") == 1
+    assert "</Errors><RequestID>" in data.decode()
+
+
+def test_ec2_on_unix_socket(emu, net):
+    headers, body = signed_ec2_request({"Action": "DescribeSubnets", "SubnetId.1": net.subnet})
+    status, data = http_request(os.path.join(emu.sock_dir, "ec2.sock"), "POST", "/", headers, body)
+    assert status == 200, data
+    assert net.subnet.encode() in data and b"<availableIpAddressCount>251<" in data
+
+
+def test_network_long_poll(ec2, emu, net):
+    snap = emu.control("GET", "/_testbed/network")
+    version = snap["version"]
+    assert any(v["id"] == net.vpc for v in snap["vpcs"])
+    assert any(s["id"] == net.subnet and s["cidr"].endswith("/24") for s in snap["subnets"])
+
+    # Times out without a change.
+    started = time.monotonic()
+    same = emu.control("GET", f"/_testbed/network?after={version}&timeout=0.5")
+    assert same["version"] == version and time.monotonic() - started >= 0.5
+
+    # Returns as soon as something changes.
+    result: dict = {}
+
+    def poll() -> None:
+        t0 = time.monotonic()
+        result["snap"] = emu.control("GET", f"/_testbed/network?after={version}&timeout=20")
+        result["took"] = time.monotonic() - t0
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.3)
+    inst = run_instance(ec2, net.subnet)
+    eni = ec2.create_network_interface(SubnetId=net.subnet, SecondaryPrivateIpAddressCount=2)["NetworkInterface"]
+    thread.join(timeout=20)
+    assert result["took"] < 5
+    assert result["snap"]["version"] > version
+
+    att = ec2.attach_network_interface(
+        NetworkInterfaceId=eni["NetworkInterfaceId"], InstanceId=inst["InstanceId"], DeviceIndex=1
+    )
+    snap = emu.control("GET", "/_testbed/network")
+    node = next(i for i in snap["instances"] if i["id"] == inst["InstanceId"])
+    assert node["type"] == "m5.large" and node["az"] == net.az and node["state"] == "running"
+    assert [e["device_index"] for e in node["enis"]] == [0, 1]
+    second = node["enis"][1]
+    assert second["id"] == eni["NetworkInterfaceId"]
+    assert second["mac"] == eni["MacAddress"]
+    assert second["attachment_id"] == att["AttachmentId"]
+    assert second["primary_ip"] == eni["PrivateIpAddress"]
+    assert sorted(second["private_ips"]) == sorted(a["PrivateIpAddress"] for a in eni["PrivateIpAddresses"])
+    assert second["status"] == "in-use" and second["delete_on_termination"] is False
+    assert not any(e["id"] == eni["NetworkInterfaceId"] for e in snap["available_enis"])
+    group = next(g for g in snap["security_groups"] if g["id"] == second["groups"][0])
+    assert group["vpc_id"] == net.vpc and group["name"] == "default"
+    assert {"protocol": "-1", "from_port": None, "to_port": None, "cidrs": [], "groups": [group["id"]]} in group[
+        "ingress"
+    ]
+
+
+def test_control_errors(emu):
+    with pytest.raises(Exception) as exc:
+        emu.control("GET", "/_testbed/nothing")
+    assert getattr(exc.value, "code", None) == 404
+    with pytest.raises(Exception) as exc:
+        emu.control("POST", "/_testbed/faults", {"error_code": "X"})
+    assert getattr(exc.value, "code", None) == 400
+    assert emu.control("GET", "/_testbed/health")["ok"] is True
