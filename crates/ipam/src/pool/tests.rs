@@ -1,0 +1,444 @@
+//! The arithmetic run the way the pool manager runs it: decide, apply the EC2-like effect to the
+//! datastore, repeat until stable.
+
+use super::*;
+use crate::datastore::tests::eni;
+use crate::{AllocKey, Datastore, DatastoreError, PodMetadata};
+use proptest::prelude::*;
+use std::net::Ipv4Addr;
+
+struct Node {
+    ipv4_per_eni: usize,
+    eni_limit: usize,
+    custom_networking: bool,
+}
+
+const T3_SMALL: Node = Node {
+    ipv4_per_eni: 4,
+    eni_limit: 3,
+    custom_networking: false,
+};
+const M5_LARGE: Node = Node {
+    ipv4_per_eni: 10,
+    eni_limit: 3,
+    custom_networking: false,
+};
+const M5_LARGE_CN: Node = Node {
+    ipv4_per_eni: 10,
+    eni_limit: 3,
+    custom_networking: true,
+};
+
+#[derive(Default, Clone, Copy)]
+struct Targets {
+    warm_eni: usize,
+    warm_ip: usize,
+    min_ip: usize,
+    warm_prefix: usize,
+    prefix_delegation: bool,
+    max_eni: Option<usize>,
+}
+
+struct Sim {
+    ds: Datastore,
+    settings: PoolSettings,
+    now: Time,
+    next_eni: u32,
+    next_block: u32,
+    last_decrease: Option<Time>,
+    pods: usize,
+    actions: Vec<PoolAction>,
+}
+
+impl Sim {
+    fn new(node: Node, t: Targets) -> Sim {
+        let max_enis = t.max_eni.unwrap_or(node.eni_limit).min(node.eni_limit);
+        let pod_enis = max_enis - usize::from(node.custom_networking);
+        let per_eni = (node.ipv4_per_eni - 1) * if t.prefix_delegation { 16 } else { 1 };
+        let max_pods = pod_enis * per_eni + 2;
+        let settings = PoolSettings {
+            warm_eni_target: t.warm_eni,
+            warm_ip_target: t.warm_ip,
+            minimum_ip_target: t.min_ip,
+            warm_prefix_target: t.warm_prefix,
+            prefix_delegation: t.prefix_delegation,
+            slots_per_eni: node.ipv4_per_eni - 1,
+            max_enis,
+            max_pods,
+            eni_min_age: Duration::from_secs(60),
+            decrease_interval: Duration::from_secs(30),
+        };
+        let mut ds = Datastore::new(Duration::from_secs(30), max_pods);
+        let mut primary = eni("eni-0", 0, true);
+        primary.excluded = node.custom_networking;
+        ds.add_eni(primary).unwrap();
+        Sim {
+            ds,
+            settings,
+            now: Time::from_secs(1000),
+            next_eni: 1,
+            next_block: 0,
+            last_decrease: None,
+            pods: 0,
+            actions: Vec::new(),
+        }
+    }
+
+    fn state(&self) -> PoolState {
+        PoolState {
+            stats: self.ds.stats(self.now),
+            enis: self.ds.eni_views(self.now),
+            attached_enis: self.ds.enis().count(),
+            last_decrease: self.last_decrease,
+        }
+    }
+
+    fn add_blocks(&mut self, eni_id: &str, slots: usize) {
+        for _ in 0..slots {
+            self.next_block += 1;
+            let base = u32::from(Ipv4Addr::new(100, 64, 0, 0)) + self.next_block * 16;
+            let len = if self.settings.prefix_delegation {
+                28
+            } else {
+                32
+            };
+            self.ds
+                .add_block(eni_id, Ipv4Net::new(Ipv4Addr::from(base), len).unwrap())
+                .unwrap();
+        }
+    }
+
+    /// The EC2 effect of one action.
+    fn apply(&mut self, action: &PoolAction) {
+        match action {
+            PoolAction::Steady | PoolAction::AtCapacity { .. } => {}
+            PoolAction::AddToEni { eni_id, slots } => self.add_blocks(eni_id, *slots),
+            PoolAction::CreateEni { slots } => {
+                let id = format!("eni-{}", self.next_eni);
+                let mut e = eni(&id, self.next_eni, false);
+                e.created_at = self.now;
+                self.next_eni += 1;
+                self.ds.add_eni(e).unwrap();
+                self.add_blocks(&id, *slots);
+            }
+            PoolAction::ReleaseBlocks { eni_id, blocks } => {
+                for b in blocks {
+                    self.ds.remove_block(eni_id, *b, false, self.now).unwrap();
+                }
+                self.last_decrease = Some(self.now);
+            }
+            PoolAction::ReleaseEni { eni_id } => {
+                self.ds.remove_eni(eni_id, false, self.now).unwrap();
+                self.last_decrease = Some(self.now);
+            }
+        }
+    }
+
+    /// Pods 0..n are wanted: missing ones are added (as far as addresses allow), extra ones
+    /// deleted; then the pool manager runs until nothing changes.
+    fn run_to(&mut self, n: usize) {
+        self.pods = n;
+        for k in n..200 {
+            self.ds.release(&pod(k), self.now);
+        }
+        let mut steady_rounds = 0;
+        for _ in 0..500 {
+            for k in 0..self.pods {
+                match self.ds.assign(&pod(k), PodMetadata::default(), self.now) {
+                    Ok(_) => {}
+                    Err(
+                        DatastoreError::NoAvailableAddress { .. }
+                        | DatastoreError::MaxPodsReached { .. },
+                    ) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            let action = decide(&self.settings, &self.state(), self.now);
+            self.apply(&action);
+            let quiet = matches!(action, PoolAction::Steady | PoolAction::AtCapacity { .. });
+            self.actions.push(action);
+            steady_rounds = if quiet { steady_rounds + 1 } else { 0 };
+            // Long enough quiet to rule out a pending rate-limited decrease or young ENI.
+            if steady_rounds >= 4 {
+                return;
+            }
+            self.now = self.now.plus(Duration::from_secs(31));
+        }
+        panic!(
+            "pool never settled: last actions {:?}",
+            &self.actions[self.actions.len() - 6..]
+        );
+    }
+
+    /// (ENIs attached, addresses on pod-serving ENIs)
+    fn shape(&self) -> (usize, usize) {
+        (self.ds.enis().count(), self.ds.stats(self.now).total)
+    }
+
+    fn prefixes(&self) -> usize {
+        self.ds.stats(self.now).total_prefixes
+    }
+
+    fn assigned(&self) -> usize {
+        self.ds.stats(self.now).assigned
+    }
+}
+
+fn pod(k: usize) -> AllocKey {
+    AllocKey::new("aws-cni", &format!("pod-{k}"), "eth0")
+}
+
+fn sim(node: Node, t: Targets, pods: usize) -> Sim {
+    let mut s = Sim::new(node, t);
+    s.run_to(pods);
+    s
+}
+
+#[test]
+fn reference_rows_of_the_spec() {
+    let warm_eni = Targets {
+        warm_eni: 1,
+        ..Default::default()
+    };
+    let warm_ip = Targets {
+        warm_ip: 1,
+        min_ip: 1,
+        ..Default::default()
+    };
+    assert_eq!(sim(T3_SMALL, warm_eni, 0).shape(), (1, 3));
+    assert_eq!(sim(T3_SMALL, warm_eni, 5).shape(), (3, 9));
+    assert_eq!(sim(T3_SMALL, warm_ip, 0).shape(), (1, 1));
+    assert_eq!(sim(T3_SMALL, warm_ip, 5).shape(), (2, 6));
+}
+
+#[test]
+fn custom_networking_keeps_the_primary_out() {
+    let warm_eni = Targets {
+        warm_eni: 1,
+        ..Default::default()
+    };
+    let s = sim(M5_LARGE_CN, warm_eni, 0);
+    assert_eq!(s.shape(), (2, 9));
+    assert_eq!(
+        s.ds.eni_views(s.now)[0].blocks.len(),
+        0,
+        "primary got addresses"
+    );
+    // The first ENI comes with its addresses in the create call: one action, not two.
+    assert_eq!(s.actions[0], PoolAction::CreateEni { slots: 9 });
+    // Up to max pods (20 = 18 pod addresses + 2 host-network pods): both pod ENIs full.
+    let s = sim(M5_LARGE_CN, warm_eni, 18);
+    assert_eq!((s.shape(), s.assigned()), ((3, 18), 18));
+    assert!(matches!(
+        s.actions.last(),
+        Some(PoolAction::AtCapacity { .. })
+    ));
+}
+
+#[test]
+fn max_eni_caps_the_warm_eni_target() {
+    let t = Targets {
+        warm_eni: 3,
+        max_eni: Some(2),
+        ..Default::default()
+    };
+    assert_eq!(sim(M5_LARGE, t, 0).shape(), (2, 18));
+}
+
+#[test]
+fn ip_targets_give_max_of_warm_and_minimum() {
+    for (warm_ip, min_ip, pods, expected_total) in [
+        (5, 0, 0, 5),
+        (0, 10, 0, 10),
+        (5, 10, 0, 10),
+        (10, 5, 0, 10),
+        (5, 10, 8, 13),
+        (2, 0, 12, 14),
+    ] {
+        let t = Targets {
+            warm_ip,
+            min_ip,
+            ..Default::default()
+        };
+        let s = sim(M5_LARGE, t, pods);
+        assert_eq!(
+            s.shape().1,
+            expected_total,
+            "WARM_IP_TARGET={warm_ip} MINIMUM_IP_TARGET={min_ip} pods={pods}"
+        );
+    }
+}
+
+#[test]
+fn prefix_delegation_targets() {
+    let pd = Targets {
+        prefix_delegation: true,
+        ..Default::default()
+    };
+    // WARM_PREFIX_TARGET=1: one free prefix kept.
+    let t = Targets {
+        warm_prefix: 1,
+        ..pd
+    };
+    assert_eq!(sim(M5_LARGE_CN, t, 0).prefixes(), 1);
+    assert_eq!(sim(M5_LARGE_CN, t, 16).prefixes(), 2);
+    assert_eq!(sim(M5_LARGE_CN, t, 20).prefixes(), 3);
+    // WARM_PREFIX_TARGET=0: a prefix only when nothing is available, and it stays.
+    assert_eq!(sim(M5_LARGE_CN, pd, 0).prefixes(), 1);
+    // WARM_PREFIX_TARGET=3 on a fresh node: three prefixes at once.
+    let s = sim(
+        M5_LARGE_CN,
+        Targets {
+            warm_prefix: 3,
+            ..pd
+        },
+        0,
+    );
+    assert_eq!(s.prefixes(), 3);
+    assert_eq!(s.actions[0], PoolAction::CreateEni { slots: 3 });
+    // IP targets in prefix mode: ceil(short / 16) prefixes.
+    assert_eq!(
+        sim(M5_LARGE_CN, Targets { warm_ip: 20, ..pd }, 0).prefixes(),
+        2
+    );
+    assert_eq!(
+        sim(
+            M5_LARGE_CN,
+            Targets {
+                warm_ip: 5,
+                min_ip: 40,
+                ..pd
+            },
+            0
+        )
+        .prefixes(),
+        3
+    );
+    assert_eq!(
+        sim(M5_LARGE_CN, Targets { warm_ip: 1, ..pd }, 16).prefixes(),
+        2
+    );
+}
+
+#[test]
+fn scale_down_returns_to_the_baseline() {
+    for t in [
+        Targets {
+            warm_eni: 1,
+            ..Default::default()
+        },
+        Targets {
+            warm_ip: 1,
+            min_ip: 1,
+            ..Default::default()
+        },
+        Targets {
+            warm_ip: 3,
+            ..Default::default()
+        },
+    ] {
+        let mut s = Sim::new(T3_SMALL, t);
+        s.run_to(0);
+        let baseline = s.shape();
+        s.run_to(8);
+        s.run_to(0);
+        assert_eq!(s.shape(), baseline);
+    }
+    let pd = Targets {
+        prefix_delegation: true,
+        warm_prefix: 1,
+        ..Default::default()
+    };
+    let mut s = Sim::new(M5_LARGE_CN, pd);
+    s.run_to(0);
+    let baseline = (s.shape(), s.prefixes());
+    s.run_to(60);
+    s.run_to(0);
+    assert_eq!((s.shape(), s.prefixes()), baseline);
+}
+
+#[test]
+fn decreases_are_rate_limited_and_young_enis_stay() {
+    let t = Targets {
+        warm_eni: 1,
+        ..Default::default()
+    };
+    let mut s = Sim::new(T3_SMALL, t);
+    s.run_to(5);
+    for k in 0..5 {
+        s.ds.release(&pod(k), s.now);
+    }
+    s.now = s.now.plus(Duration::from_secs(31));
+    s.last_decrease = Some(s.now);
+    assert_eq!(decide(&s.settings, &s.state(), s.now), PoolAction::Steady);
+    s.now = s.now.plus(Duration::from_secs(30));
+    assert!(matches!(
+        decide(&s.settings, &s.state(), s.now),
+        PoolAction::ReleaseEni { .. }
+    ));
+    // Addresses still cooling down keep their ENI: eni-1 held pods, eni-2 did not.
+    let mut s = Sim::new(T3_SMALL, t);
+    s.run_to(5);
+    for k in 0..5 {
+        s.ds.release(&pod(k), s.now);
+    }
+    let eni_2 = PoolAction::ReleaseEni {
+        eni_id: "eni-2".into(),
+    };
+    assert_eq!(decide(&s.settings, &s.state(), s.now), eni_2);
+    s.apply(&eni_2);
+    s.last_decrease = None;
+    assert_eq!(decide(&s.settings, &s.state(), s.now), PoolAction::Steady);
+    s.now = s.now.plus(Duration::from_secs(30));
+    let eni_1 = PoolAction::ReleaseEni {
+        eni_id: "eni-1".into(),
+    };
+    assert_eq!(decide(&s.settings, &s.state(), s.now), eni_1);
+}
+
+#[test]
+fn never_low_at_max_pods() {
+    let settings = Sim::new(
+        M5_LARGE_CN,
+        Targets {
+            warm_ip: 50,
+            ..Default::default()
+        },
+    )
+    .settings;
+    let stats = Stats {
+        total: settings.max_pods,
+        assigned: settings.max_pods,
+        ..Default::default()
+    };
+    assert_eq!(shortage(&settings, &stats), 0);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(60))]
+    #[test]
+    fn pool_settles_within_limits(
+        warm_eni in 0usize..4, warm_ip in 0usize..20, min_ip in 0usize..30,
+        warm_prefix in 0usize..4, pd in any::<bool>(), cn in any::<bool>(),
+        max_eni in proptest::option::of(1usize..4), pods in proptest::collection::vec(0usize..40, 1..4),
+    ) {
+        let node = Node { ipv4_per_eni: 10, eni_limit: 3, custom_networking: cn };
+        prop_assume!(!(cn && max_eni == Some(1)));
+        let t = Targets { warm_eni, warm_ip, min_ip, warm_prefix, prefix_delegation: pd, max_eni };
+        let mut s = Sim::new(node, t);
+        for n in pods {
+            s.run_to(n);
+            let state = s.state();
+            prop_assert!(state.attached_enis <= s.settings.max_enis);
+            for e in &state.enis {
+                prop_assert!(e.blocks.len() <= s.settings.slots_per_eni);
+                if cn && e.primary { prop_assert!(e.blocks.is_empty()); }
+            }
+            // Settled means: targets met, or nothing more can be had.
+            let wanted = n.min(s.settings.max_pods);
+            prop_assert_eq!(s.assigned(), wanted.min(state.stats.total));
+            let settled = decide(&s.settings, &state, s.now.plus(Duration::from_secs(3600)));
+            prop_assert!(matches!(settled, PoolAction::Steady | PoolAction::AtCapacity { .. }), "{:?}", settled);
+        }
+    }
+}

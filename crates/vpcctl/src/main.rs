@@ -1,0 +1,53 @@
+//! `vpcctl`: the operator's CLI.
+
+mod commands;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "vpcctl",
+    version,
+    about = "Operate the VPC CNI: max pods, status, ENIConfig checks"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The kubelet --max-pods for an instance type.
+    MaxPods(commands::max_pods::Args),
+}
+
+/// Failures by kind: bad input exits 2 (like a usage error), anything else 1.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Input(String),
+    #[error("cannot write the output: {0}")]
+    Output(#[from] std::io::Error),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut out = std::io::stdout().lock();
+    let result = match cli.command {
+        Command::MaxPods(args) => commands::max_pods::run(&args, &mut out),
+    };
+    let _ = out.flush();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vpcctl: {e}");
+            match e {
+                CliError::Input(_) => ExitCode::from(2),
+                CliError::Output(_) => ExitCode::from(1),
+            }
+        }
+    }
+}
