@@ -179,3 +179,18 @@ def _cidr(ec2, net, third_octet: int) -> str:
 
     vpc_cidr = ipaddress.IPv4Network(ec2.describe_vpcs(VpcIds=[net.vpc])["Vpcs"][0]["CidrBlock"])
     return f"{vpc_cidr.network_address + third_octet * 256}/24"
+
+
+def test_subnet_and_group_in_use_cannot_be_deleted(ec2, net):
+    subnet = ec2.create_subnet(VpcId=net.vpc, CidrBlock=_cidr(ec2, net, 60), AvailabilityZone=net.az)["Subnet"]
+    sg = ec2.create_security_group(GroupName="in-use", Description="x", VpcId=net.vpc)["GroupId"]
+    eni = _eni(ec2, subnet["SubnetId"], Groups=[sg])
+    with pytest.raises(ClientError) as exc:
+        ec2.delete_subnet(SubnetId=subnet["SubnetId"])
+    assert error_code(exc) == "DependencyViolation"
+    with pytest.raises(ClientError) as exc:
+        ec2.delete_security_group(GroupId=sg)
+    assert error_code(exc) == "DependencyViolation"
+    ec2.delete_network_interface(NetworkInterfaceId=eni)
+    ec2.delete_security_group(GroupId=sg)
+    ec2.delete_subnet(SubnetId=subnet["SubnetId"])

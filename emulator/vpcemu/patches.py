@@ -33,8 +33,8 @@ from moto.ec2.models.elastic_network_interfaces import (
     NetworkInterfaceBackend,
 )
 from moto.ec2.models.instances import Instance
-from moto.ec2.models.security_groups import SecurityGroup, SecurityGroupRule
-from moto.ec2.models.subnets import Subnet
+from moto.ec2.models.security_groups import SecurityGroup, SecurityGroupBackend, SecurityGroupRule
+from moto.ec2.models.subnets import Subnet, SubnetBackend
 from moto.ec2.responses.elastic_network_interfaces import ElasticNetworkInterfaces
 from moto.core.responses import ActionResult, EmptyResult
 
@@ -573,6 +573,27 @@ def _subnet_request_ip(self: Subnet, ip: str, instance: Any) -> None:
     _check_explicit_ip(self, _used(self.ec2_backend, self), ip)
 
 
+_orig_delete_subnet = SubnetBackend.delete_subnet
+
+
+def _delete_subnet(self: Any, subnet_id: str) -> Any:
+    if any(e.subnet is not None and e.subnet.id == subnet_id for e in self.enis.values()):
+        raise _err(
+            "DependencyViolation",
+            f"The subnet '{subnet_id}' has dependencies and cannot be deleted.",
+        )
+    return _orig_delete_subnet(self, subnet_id)
+
+
+_orig_delete_sg = SecurityGroupBackend._delete_security_group
+
+
+def _delete_security_group(self: Any, vpc_id: str | None, group_id: str) -> None:
+    if any(any(g.id == group_id for g in e._group_set) for e in self.enis.values()):
+        raise _err("DependencyViolation", f"resource {group_id} has a dependent object")
+    _orig_delete_sg(self, vpc_id, group_id)
+
+
 # --- Instances -------------------------------------------------------------
 
 _orig_prep_nics = Instance.prep_nics
@@ -762,6 +783,9 @@ def install(limits: Limits, mode: str = "random", seed: int | None = None) -> No
     Subnet.available_ip_address_count = property(_subnet_available_ip_address_count)  # type: ignore[assignment]
     Subnet.get_available_subnet_ip = _subnet_get_available_subnet_ip  # type: ignore[method-assign]
     Subnet.request_ip = _subnet_request_ip  # type: ignore[method-assign]
+
+    SubnetBackend.delete_subnet = _delete_subnet  # type: ignore[method-assign]
+    SecurityGroupBackend._delete_security_group = _delete_security_group  # type: ignore[method-assign]
 
     Instance.prep_nics = _prep_nics  # type: ignore[method-assign]
     Instance.terminate = _terminate  # type: ignore[method-assign]
