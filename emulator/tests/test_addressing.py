@@ -203,3 +203,34 @@ def _sibling(ec2, net, prefixlen: int, third_octet: int) -> str:
     vpc_cidr = ipaddress.IPv4Network(ec2.describe_vpcs(VpcIds=[net.vpc])["Vpcs"][0]["CidrBlock"])
     base = vpc_cidr.network_address + third_octet * 256
     return f"{base}/{prefixlen}"
+
+
+def test_concurrent_creates_stay_unique(ec2, emu, net):
+    import threading
+
+    import boto3
+
+    results: list[str] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        client = boto3.client(
+            "ec2", endpoint_url=emu.url, region_name="us-west-2",
+            aws_access_key_id="t", aws_secret_access_key="t",
+        )
+        try:
+            for _ in range(8):
+                eni = client.create_network_interface(SubnetId=net.subnet, SecondaryPrivateIpAddressCount=3)
+                with lock:
+                    results.extend(_addresses(eni["NetworkInterface"]))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 4 * 8 * 4 and len(set(results)) == len(results)

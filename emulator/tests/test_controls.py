@@ -199,3 +199,34 @@ def test_control_errors(emu):
         emu.control("POST", "/_testbed/faults", {"error_code": "X"})
     assert getattr(exc.value, "code", None) == 400
     assert emu.control("GET", "/_testbed/health")["ok"] is True
+
+
+def test_clean_exit_on_sigterm(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import EMULATOR_DIR
+
+    sock_dir = tmp_path / "s"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vpcemu", "--listen", "127.0.0.1:0", "--sock-dir", str(sock_dir)],
+        cwd=EMULATOR_DIR,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (sock_dir / "ec2.sock").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "emulator did not start"
+            time.sleep(0.05)
+        status, _ = http_request(str(sock_dir / "ec2.sock"), "GET", "/_testbed/health")
+        assert status == 200
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+        assert not (sock_dir / "ec2.sock").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
