@@ -1,0 +1,18 @@
+//! The cloud seam: exactly what `ipamd` needs from EC2 and instance metadata, as a trait
+//! ([`Ec2`]), implemented on the official AWS SDK ([`SdkEc2`]). Every call is counted and timed
+//! by action and outcome ([`Ec2Metrics`]); errors are typed by what the caller must do about
+//! them ([`Ec2Error`]).
+
+mod error;
+mod imds;
+mod metrics;
+mod sdk;
+mod types;
+
+pub use error::{Ec2Error, ErrorClass};
+pub use imds::{InstanceIdentity, MetadataError, fetch_identity};
+pub use metrics::Ec2Metrics;
+pub use sdk::{RetryMode, SdkEc2, SdkOptions};
+pub use types::{
+    AddressRequest, Attachment, CreateEni, Ec2, NetworkInterface, SecurityGroup, Subnet, Vpc,
+};
