@@ -4,28 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
-
 use aws_config::BehaviorVersion;
 use aws_sdk_ec2::config::{Credentials, Region};
+use testbed::emulator::EmulatorProcess;
 
 pub const REGION: &str = "us-west-2";
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// A running emulator on a free loopback port.
+/// A running emulator on a free loopback port, stopped when dropped.
 pub struct Emulator {
-    child: Child,
+    process: EmulatorProcess,
     /// `http://127.0.0.1:<port>`
     pub endpoint: String,
 }
@@ -36,57 +23,16 @@ impl Emulator {
     }
 
     pub fn start_with(args: &[&str]) -> Emulator {
-        let root = repo_root();
-        let python = root.join(".venv/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: run `make setup` (scripts/setup) to create the emulator's virtualenv",
-            python.display()
-        );
-        let mut child = Command::new(&python)
-            .args(["-m", "vpcemu", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("PYTHONPATH", root.join("emulator"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start the emulator");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        // The emulator logs "EC2 endpoint on http://..." once it listens; keep
-        // draining stderr afterwards so it never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("EC2 endpoint on ").nth(1)
-                    && rest.starts_with("http://")
-                    && let Some(t) = tx.take()
-                {
-                    let url = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
-                    let _ = t.send(url);
-                } else if std::env::var_os("VPCEMU_TEST_LOG").is_some() {
-                    eprintln!("vpcemu: {line}");
-                }
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let verbose = std::env::var_os("VPCEMU_TEST_LOG").is_some();
+        let log = Box::new(move |line: &str| {
+            if verbose {
+                eprintln!("vpcemu: {line}");
             }
         });
-        let endpoint = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                let status = child.wait().ok();
-                panic!("the emulator did not report its endpoint within 60 s (exit: {status:?})");
-            }
-        };
-        Emulator { child, endpoint }
-    }
-
-    pub fn port(&self) -> u16 {
-        self.endpoint.rsplit(':').next().unwrap().parse().unwrap()
+        let process = EmulatorProcess::start(&args, log).unwrap_or_else(|e| panic!("{e}"));
+        let endpoint = process.endpoint.clone();
+        Emulator { process, endpoint }
     }
 
     pub async fn client(&self) -> aws_sdk_ec2::Client {
@@ -94,20 +40,8 @@ impl Emulator {
     }
 
     /// A JSON request to the control endpoint; returns (status, body).
-    pub fn control(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<serde_json::Value>,
-    ) -> (u16, serde_json::Value) {
-        http_json(self.port(), method, path, body)
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn control(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
+        self.process.control(method, path, body).unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -120,41 +54,6 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .endpoint_url(endpoint)
         .load()
         .await
-}
-
-/// A minimal HTTP/1.1 JSON client over loopback, enough for the control endpoint.
-pub fn http_json(
-    port: u16,
-    method: &str,
-    path: &str,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the emulator");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw);
-    let (head, payload) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status code");
-    let value = if payload.trim().is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_str(payload).unwrap_or(serde_json::Value::String(payload.to_string()))
-    };
-    (status, value)
 }
 
 /// The reference document's shape: VPC 10.0.0.0/16 with secondary block 100.64.0.0/16, a node

@@ -1,0 +1,304 @@
+//! `testbed.yaml`: the VPC, subnets, security groups, nodes and ENIConfigs of a testbed.
+//! Subnets and groups are referred to by name; every error names the entry it is about.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+use serde::Deserialize;
+
+pub const DEFAULT_CONFIG: &str = include_str!("../testbed.yaml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub region: String,
+    pub vpc: VpcConfig,
+    pub subnets: Vec<SubnetConfig>,
+    #[serde(default)]
+    pub security_groups: Vec<GroupConfig>,
+    pub nodes: Vec<NodeConfig>,
+    #[serde(default)]
+    pub eniconfigs: Vec<EniConfigEntry>,
+    /// Environment of every node's ipamd; a node's own `ipamd_env` overrides it.
+    #[serde(default)]
+    pub ipamd_env: BTreeMap<String, String>,
+    /// A NAT namespace for pods whose node uses external SNAT.
+    #[serde(default = "yes")]
+    pub nat_gateway: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VpcConfig {
+    pub cidr: Ipv4Net,
+    #[serde(default)]
+    pub secondary_cidrs: Vec<Ipv4Net>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubnetConfig {
+    pub name: String,
+    pub az: String,
+    pub cidr: Ipv4Net,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConfig {
+    pub name: String,
+    #[serde(default)]
+    pub ingress: Vec<IngressRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngressRule {
+    /// tcp, udp, icmp or all
+    pub protocol: String,
+    /// "80", "1000-2000" or "all"
+    pub ports: String,
+    /// a CIDR or a security group name
+    pub from: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub name: String,
+    pub instance_type: String,
+    pub subnet: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub ipamd_env: BTreeMap<String, String>,
+    /// The primary ENI's groups by name; none means the VPC's default group.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EniConfigEntry {
+    pub name: String,
+    pub subnet: String,
+    #[serde(default)]
+    pub security_groups: Option<Vec<String>>,
+}
+
+/// A protocol and port range, parsed from an ingress rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ports {
+    All,
+    Range(u16, u16),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("testbed config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("testbed config: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    #[error("testbed config, {entry}: {problem}")]
+    Invalid { entry: String, problem: String },
+}
+
+fn invalid(entry: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        entry: entry.into(),
+        problem: problem.into(),
+    }
+}
+
+/// Node names become namespace names next to these.
+const RESERVED_NODE_NAMES: [&str; 3] = ["router", "inet", "nat"];
+
+impl Config {
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = match path {
+            None => DEFAULT_CONFIG.to_string(),
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.display().to_string(),
+                source,
+            })?,
+        };
+        Self::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = serde_yaml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn vpc_cidrs(&self) -> Vec<Ipv4Net> {
+        std::iter::once(self.vpc.cidr)
+            .chain(self.vpc.secondary_cidrs.iter().copied())
+            .collect()
+    }
+
+    pub fn subnet(&self, name: &str) -> Option<&SubnetConfig> {
+        self.subnets.iter().find(|s| s.name == name)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let vpc_cidrs = self.vpc_cidrs();
+        let mut names = BTreeSet::new();
+        for (i, s) in self.subnets.iter().enumerate() {
+            let entry = format!("subnets[{i}] ({})", s.name);
+            if !names.insert(s.name.as_str()) {
+                return Err(invalid(entry, "the name is used twice"));
+            }
+            if !vpc_cidrs.iter().any(|v| v.contains(&s.cidr)) {
+                return Err(invalid(entry, format!("{} is in none of the VPC's blocks {vpc_cidrs:?}", s.cidr)));
+            }
+            if s.cidr.prefix_len() > 28 {
+                return Err(invalid(entry, format!("{} is smaller than EC2's smallest subnet, a /28", s.cidr)));
+            }
+            if !s.az.starts_with(&self.region) {
+                return Err(invalid(entry, format!("zone {} is not in region {}", s.az, self.region)));
+            }
+        }
+        let groups: BTreeSet<&str> = self.security_groups.iter().map(|g| g.name.as_str()).collect();
+        if groups.len() != self.security_groups.len() {
+            return Err(invalid("security_groups", "a group name is used twice"));
+        }
+        for (i, g) in self.security_groups.iter().enumerate() {
+            for (j, rule) in g.ingress.iter().enumerate() {
+                let entry = format!("security_groups[{i}] ({}).ingress[{j}]", g.name);
+                rule.parse_ports().map_err(|p| invalid(&entry, p))?;
+                if rule.from.parse::<Ipv4Net>().is_err() && !groups.contains(rule.from.as_str()) {
+                    return Err(invalid(entry, format!("from {:?} is neither a CIDR nor a group name", rule.from)));
+                }
+            }
+        }
+        let known_group = |entry: &str, name: &str| {
+            if groups.contains(name) {
+                Ok(())
+            } else {
+                Err(invalid(entry, format!("security group {name:?} is not defined in security_groups")))
+            }
+        };
+        let known_subnet = |entry: &str, name: &str| {
+            if self.subnet(name).is_some() {
+                Ok(())
+            } else {
+                Err(invalid(entry, format!("subnet {name:?} is not defined in subnets")))
+            }
+        };
+        if self.nodes.is_empty() {
+            return Err(invalid("nodes", "at least one node is needed"));
+        }
+        let mut node_names = BTreeSet::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let entry = format!("nodes[{i}] ({})", n.name);
+            let valid_name = !n.name.is_empty()
+                && n.name.len() <= 20
+                && n.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !valid_name || RESERVED_NODE_NAMES.contains(&n.name.as_str()) {
+                return Err(invalid(entry, "a node name is 1-20 of a-z, 0-9 and -, and not router, inet or nat"));
+            }
+            if !node_names.insert(n.name.as_str()) {
+                return Err(invalid(entry, "the name is used twice"));
+            }
+            known_subnet(&entry, &n.subnet)?;
+            for g in &n.security_groups {
+                known_group(&entry, g)?;
+            }
+        }
+        for (i, e) in self.eniconfigs.iter().enumerate() {
+            let entry = format!("eniconfigs[{i}] ({})", e.name);
+            known_subnet(&entry, &e.subnet)?;
+            for g in e.security_groups.iter().flatten() {
+                known_group(&entry, g)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl IngressRule {
+    /// (protocol as EC2 spells it, ports)
+    pub fn parse_ports(&self) -> Result<(String, Ports), String> {
+        let protocol = match self.protocol.as_str() {
+            "tcp" | "udp" | "icmp" => self.protocol.clone(),
+            "all" | "-1" => "-1".to_string(),
+            other => return Err(format!("protocol {other:?} is not tcp, udp, icmp or all")),
+        };
+        let ports = match self.ports.as_str() {
+            "all" => Ports::All,
+            p => {
+                let (a, b) = p.split_once('-').unwrap_or((p, p));
+                let parse = |v: &str| v.trim().parse::<u16>().map_err(|_| format!("ports {p:?} is not \"80\", \"1000-2000\" or \"all\""));
+                let (a, b) = (parse(a)?, parse(b)?);
+                if a > b {
+                    return Err(format!("ports {p:?}: the range is reversed"));
+                }
+                Ports::Range(a, b)
+            }
+        };
+        if (protocol == "-1" || protocol == "icmp") && ports != Ports::All {
+            return Err(format!("protocol {} takes ports \"all\"", self.protocol));
+        }
+        Ok((protocol, ports))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_config_models_the_reference_document() {
+        let c = Config::load(None).unwrap();
+        assert_eq!(c.vpc_cidrs().len(), 2);
+        assert_eq!(c.nodes.len(), 2);
+        assert!(c.nodes.iter().all(|n| n.instance_type == "m5.large"));
+        assert_eq!(c.eniconfigs.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["us-west-2a", "us-west-2b"]);
+        assert_eq!(c.ipamd_env["AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"], "true");
+        assert_eq!(c.ipamd_env["ENI_CONFIG_LABEL_DEF"], "topology.kubernetes.io/zone");
+    }
+
+    fn err(yaml_change: (&str, &str)) -> String {
+        let text = DEFAULT_CONFIG.replace(yaml_change.0, yaml_change.1);
+        assert_ne!(text, DEFAULT_CONFIG, "the replacement did not apply");
+        Config::parse(&text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_entry() {
+        let e = err(("subnet: nodes-b,", "subnet: nodes-c,"));
+        assert!(e.contains("nodes[1] (node-b)") && e.contains("\"nodes-c\""), "{e}");
+        let e = err(("{name: us-west-2b, subnet: pods-b, security_groups: [pods]}", "{name: us-west-2b, subnet: pods-b, security_groups: [web]}"));
+        assert!(e.contains("eniconfigs[1] (us-west-2b)") && e.contains("\"web\""), "{e}");
+        let e = err(("ports: \"8080\", from: \"10.0.0.0/8\"", "ports: \"80-70\", from: \"10.0.0.0/8\""));
+        assert!(e.contains("security_groups[0] (pods).ingress[0]") && e.contains("reversed"), "{e}");
+        let e = err(("cidr: 100.64.32.0/19", "cidr: 172.16.0.0/19"));
+        assert!(e.contains("subnets[3] (pods-b)"), "{e}");
+        let e = err(("from: \"100.64.0.0/16\"}", "from: \"nowhere\"}"));
+        assert!(e.contains("neither a CIDR nor a group name"), "{e}");
+        let e = err(("region: us-west-2", "region: us-west-2\nbogus: 1"));
+        assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn ports() {
+        let rule = |p: &str, ports: &str| IngressRule { protocol: p.into(), ports: ports.into(), from: "0.0.0.0/0".into() };
+        assert_eq!(rule("tcp", "80").parse_ports().unwrap().1, Ports::Range(80, 80));
+        assert_eq!(rule("udp", "1000-2000").parse_ports().unwrap().1, Ports::Range(1000, 2000));
+        assert_eq!(rule("all", "all").parse_ports().unwrap(), ("-1".to_string(), Ports::All));
+        assert!(rule("tcp", "eighty").parse_ports().is_err());
+        assert!(rule("icmp", "80").parse_ports().is_err());
+        assert!(rule("sctp", "all").parse_ports().is_err());
+    }
+}

@@ -1,0 +1,219 @@
+//! `vpc-testbed`: bring a VPC of network namespaces up and down, inspect it, run commands in it.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use testbed::daemon::{self, DaemonOptions};
+use testbed::state::{Status, state_dir};
+use testbed::{emulator, sweep};
+
+#[derive(Parser)]
+#[command(name = "vpc-testbed", version, about = "AWS on one machine: an EC2 emulator and a VPC of network namespaces")]
+struct Cli {
+    /// Prefix of every namespace and of the state directory, so runs can coexist (a-z, 0-9).
+    #[arg(long, env = "VPC_TESTBED_PREFIX", default_value = "vtb", value_parser = parse_prefix, global = true)]
+    prefix: String,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start the emulator, seed EC2, build the namespaces and relays; return when ready.
+    Up {
+        /// testbed.yaml (default: the reference document's two-zone custom-networking VPC).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Do not start ipamd on the nodes.
+        #[arg(long)]
+        no_agents: bool,
+    },
+    /// Remove everything `up` made.
+    Down,
+    /// Endpoints, nodes, namespaces and pods.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command in a node's (`node`) or a pod's (`node/pod`) namespace.
+    Exec {
+        target: String,
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Run the EC2 and instance-metadata emulator alone, in the foreground, with empty state.
+    Ec2 {
+        #[arg(long, default_value = "127.0.0.1:5000")]
+        listen: String,
+        /// Further emulator options (see emulator/README.md).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    #[command(hide = true)]
+    Daemon {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        no_agents: bool,
+    },
+}
+
+fn parse_prefix(v: &str) -> Result<String, String> {
+    if !v.is_empty() && v.len() <= 8 && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+        Ok(v.to_string())
+    } else {
+        Err("expected 1 to 8 characters of a-z and 0-9".to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Up { config, no_agents } => up(&cli.prefix, config, no_agents),
+        Cmd::Down => down(&cli.prefix),
+        Cmd::Status { json } => status(&cli.prefix, json),
+        Cmd::Exec { target, command } => exec(&cli.prefix, &target, &command),
+        Cmd::Ec2 { listen, args } => ec2(&listen, &args),
+        Cmd::Daemon { config, no_agents } => {
+            let options = DaemonOptions {
+                prefix: cli.prefix.clone(),
+                config,
+                no_agents,
+            };
+            let result = daemon::run(&options).map_err(|e| e.to_string());
+            for e in sweep::sweep(&cli.prefix) {
+                eprintln!("sweep: {e}");
+            }
+            result
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vpc-testbed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn daemon_alive(status: &Status) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(status.daemon_pid as i32), None).is_ok()
+}
+
+fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), String> {
+    // Refuse a bad config here, before anything is started.
+    testbed::config::Config::load(config.as_deref()).map_err(|e| e.to_string())?;
+    if let Some(s) = Status::read(prefix)
+        && daemon_alive(&s)
+    {
+        return Err(format!("testbed {prefix} is already up (daemon pid {}); run `vpc-testbed down` first", s.daemon_pid));
+    }
+    for e in sweep::sweep(prefix) {
+        eprintln!("vpc-testbed: leftover clean-up: {e}");
+    }
+    let dir = state_dir(prefix);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    let log = std::fs::File::create(daemon::log_path(prefix)).map_err(|e| format!("daemon log: {e}"))?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["--prefix", prefix, "daemon"]);
+    if let Some(c) = &config {
+        let c = c.canonicalize().map_err(|e| format!("{}: {e}", c.display()))?;
+        cmd.arg("--config").arg(c);
+    }
+    if no_agents {
+        cmd.arg("--no-agents");
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("start the testbed daemon: {e}"))?;
+    let started = Instant::now();
+    let limit = Duration::from_secs(120);
+    loop {
+        if Status::read(prefix).is_some() {
+            break;
+        }
+        if let Ok(Some(code)) = child.try_wait() {
+            return Err(format!("the testbed daemon stopped ({code}) before it was ready:\n{}", daemon::tail(&daemon::log_path(prefix), 30)));
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            return Err(format!("the testbed was not ready within {limit:?}:\n{}", daemon::tail(&daemon::log_path(prefix), 30)));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = Status::read(prefix).ok_or("status vanished")?;
+    println!("testbed {prefix} up in {:.1} s: EC2 {} ({}), {} nodes", started.elapsed().as_secs_f64(), s.ec2_endpoint, s.vpc_id, s.nodes.len());
+    for n in &s.nodes {
+        println!("  {:<10} {:<20} {:<12} {:<12} netns {}", n.name, n.instance_id, n.az, n.primary_ip, n.netns);
+    }
+    Ok(())
+}
+
+fn down(prefix: &str) -> Result<(), String> {
+    if let Some(s) = Status::read(prefix)
+        && daemon_alive(&s)
+    {
+        let pid = nix::unistd::Pid::from_raw(s.daemon_pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let started = Instant::now();
+        while daemon_alive(&s) && started.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let errors = sweep::sweep(prefix);
+    if errors.is_empty() {
+        println!("testbed {prefix} down");
+        Ok(())
+    } else {
+        Err(format!("clean-up of {prefix} was incomplete:\n  {}", errors.join("\n  ")))
+    }
+}
+
+fn status(prefix: &str, json: bool) -> Result<(), String> {
+    let s = Status::read(prefix).ok_or_else(|| format!("testbed {prefix} is not up"))?;
+    if !daemon_alive(&s) {
+        return Err(format!("testbed {prefix} is down (its daemon {} is gone); run `vpc-testbed up` again", s.daemon_pid));
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?);
+        return Ok(());
+    }
+    println!("testbed {prefix}: EC2 {} region {} {}", s.ec2_endpoint, s.region, s.vpc_id);
+    for n in &s.nodes {
+        println!("  node {:<10} {:<20} {:<12} {:<12} netns {}", n.name, n.instance_id, n.az, n.primary_ip, n.netns);
+    }
+    for p in &s.pods {
+        println!("  pod  {}/{:<10} on {:<10} {:<15} netns {}", p.namespace, p.name, p.node, p.ip, p.netns);
+    }
+    Ok(())
+}
+
+fn exec(prefix: &str, target: &str, command: &[String]) -> Result<(), String> {
+    let s = Status::read(prefix).ok_or_else(|| format!("testbed {prefix} is not up"))?;
+    let netns = match target.split_once('/') {
+        None => s.nodes.iter().find(|n| n.name == target).map(|n| n.netns.clone()),
+        Some((node, pod)) => s
+            .pods
+            .iter()
+            .find(|p| p.node == node && (p.name == pod || format!("{}/{}", p.namespace, p.name) == pod))
+            .map(|p| p.netns.clone()),
+    }
+    .ok_or_else(|| format!("no node or pod {target:?} in testbed {prefix}"))?;
+    let err = Command::new("ip").args(["netns", "exec", &netns]).args(command).exec();
+    Err(format!("ip netns exec {netns}: {err}"))
+}
+
+fn ec2(listen: &str, args: &[String]) -> Result<(), String> {
+    let mut all = vec!["--listen".to_string(), listen.to_string()];
+    all.extend_from_slice(args);
+    let err = emulator::command(&all).map_err(|e| e.to_string())?.exec();
+    Err(format!("start the emulator: {err}"))
+}
