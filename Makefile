@@ -2,12 +2,12 @@
 SHELL := /bin/bash
 VENV := .venv
 
-.PHONY: setup test lint unit emulator-test demo bench
+.PHONY: setup test lint unit emulator-test manifests demo bench
 
 setup:
 	@scripts/setup
 
-test: setup lint unit emulator-test
+test: setup lint unit emulator-test manifests
 
 lint:
 	cargo fmt --all -- --check
@@ -17,7 +17,10 @@ unit:
 	cargo nextest run --workspace --no-fail-fast
 
 emulator-test:
-	@if [ -d emulator/tests ]; then $(VENV)/bin/python -m pytest emulator/tests -q; fi
+	$(VENV)/bin/python -m pytest emulator/tests -q
+
+manifests:
+	scripts/validate-manifests
 
 demo: setup
 	@echo "make demo: the demo is not there yet (it comes with the end-to-end issue)."

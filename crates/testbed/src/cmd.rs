@@ -25,16 +25,24 @@ pub fn run_with_input(args: &[&str], input: Option<&str>) -> Result<String, CmdE
         command: render(args),
         message,
     };
-    let (program, rest) = args.split_first().ok_or_else(|| fail("empty command".into()))?;
+    let (program, rest) = args
+        .split_first()
+        .ok_or_else(|| fail("empty command".into()))?;
     let mut child = Command::new(program)
         .args(rest)
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| fail(e.to_string()))?;
     if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin.write_all(text.as_bytes()).map_err(|e| fail(e.to_string()))?;
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
     }
     let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
     if !out.status.success() {

@@ -160,16 +160,29 @@ impl Config {
                 return Err(invalid(entry, "the name is used twice"));
             }
             if !vpc_cidrs.iter().any(|v| v.contains(&s.cidr)) {
-                return Err(invalid(entry, format!("{} is in none of the VPC's blocks {vpc_cidrs:?}", s.cidr)));
+                return Err(invalid(
+                    entry,
+                    format!("{} is in none of the VPC's blocks {vpc_cidrs:?}", s.cidr),
+                ));
             }
             if s.cidr.prefix_len() > 28 {
-                return Err(invalid(entry, format!("{} is smaller than EC2's smallest subnet, a /28", s.cidr)));
+                return Err(invalid(
+                    entry,
+                    format!("{} is smaller than EC2's smallest subnet, a /28", s.cidr),
+                ));
             }
             if !s.az.starts_with(&self.region) {
-                return Err(invalid(entry, format!("zone {} is not in region {}", s.az, self.region)));
+                return Err(invalid(
+                    entry,
+                    format!("zone {} is not in region {}", s.az, self.region),
+                ));
             }
         }
-        let groups: BTreeSet<&str> = self.security_groups.iter().map(|g| g.name.as_str()).collect();
+        let groups: BTreeSet<&str> = self
+            .security_groups
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect();
         if groups.len() != self.security_groups.len() {
             return Err(invalid("security_groups", "a group name is used twice"));
         }
@@ -178,7 +191,10 @@ impl Config {
                 let entry = format!("security_groups[{i}] ({}).ingress[{j}]", g.name);
                 rule.parse_ports().map_err(|p| invalid(&entry, p))?;
                 if rule.from.parse::<Ipv4Net>().is_err() && !groups.contains(rule.from.as_str()) {
-                    return Err(invalid(entry, format!("from {:?} is neither a CIDR nor a group name", rule.from)));
+                    return Err(invalid(
+                        entry,
+                        format!("from {:?} is neither a CIDR nor a group name", rule.from),
+                    ));
                 }
             }
         }
@@ -186,14 +202,20 @@ impl Config {
             if groups.contains(name) {
                 Ok(())
             } else {
-                Err(invalid(entry, format!("security group {name:?} is not defined in security_groups")))
+                Err(invalid(
+                    entry,
+                    format!("security group {name:?} is not defined in security_groups"),
+                ))
             }
         };
         let known_subnet = |entry: &str, name: &str| {
             if self.subnet(name).is_some() {
                 Ok(())
             } else {
-                Err(invalid(entry, format!("subnet {name:?} is not defined in subnets")))
+                Err(invalid(
+                    entry,
+                    format!("subnet {name:?} is not defined in subnets"),
+                ))
             }
         };
         if self.nodes.is_empty() {
@@ -204,9 +226,14 @@ impl Config {
             let entry = format!("nodes[{i}] ({})", n.name);
             let valid_name = !n.name.is_empty()
                 && n.name.len() <= 20
-                && n.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                && n.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
             if !valid_name || RESERVED_NODE_NAMES.contains(&n.name.as_str()) {
-                return Err(invalid(entry, "a node name is 1-20 of a-z, 0-9 and -, and not router, inet or nat"));
+                return Err(invalid(
+                    entry,
+                    "a node name is 1-20 of a-z, 0-9 and -, and not router, inet or nat",
+                ));
             }
             if !node_names.insert(n.name.as_str()) {
                 return Err(invalid(entry, "the name is used twice"));
@@ -239,7 +266,11 @@ impl IngressRule {
             "all" => Ports::All,
             p => {
                 let (a, b) = p.split_once('-').unwrap_or((p, p));
-                let parse = |v: &str| v.trim().parse::<u16>().map_err(|_| format!("ports {p:?} is not \"80\", \"1000-2000\" or \"all\""));
+                let parse = |v: &str| {
+                    v.trim()
+                        .parse::<u16>()
+                        .map_err(|_| format!("ports {p:?} is not \"80\", \"1000-2000\" or \"all\""))
+                };
                 let (a, b) = (parse(a)?, parse(b)?);
                 if a > b {
                     return Err(format!("ports {p:?}: the range is reversed"));
@@ -264,9 +295,18 @@ mod tests {
         assert_eq!(c.vpc_cidrs().len(), 2);
         assert_eq!(c.nodes.len(), 2);
         assert!(c.nodes.iter().all(|n| n.instance_type == "m5.large"));
-        assert_eq!(c.eniconfigs.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["us-west-2a", "us-west-2b"]);
+        assert_eq!(
+            c.eniconfigs
+                .iter()
+                .map(|e| e.name.as_str())
+                .collect::<Vec<_>>(),
+            ["us-west-2a", "us-west-2b"]
+        );
         assert_eq!(c.ipamd_env["AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG"], "true");
-        assert_eq!(c.ipamd_env["ENI_CONFIG_LABEL_DEF"], "topology.kubernetes.io/zone");
+        assert_eq!(
+            c.ipamd_env["ENI_CONFIG_LABEL_DEF"],
+            "topology.kubernetes.io/zone"
+        );
     }
 
     fn err(yaml_change: (&str, &str)) -> String {
@@ -278,11 +318,26 @@ mod tests {
     #[test]
     fn errors_name_the_entry() {
         let e = err(("subnet: nodes-b,", "subnet: nodes-c,"));
-        assert!(e.contains("nodes[1] (node-b)") && e.contains("\"nodes-c\""), "{e}");
-        let e = err(("{name: us-west-2b, subnet: pods-b, security_groups: [pods]}", "{name: us-west-2b, subnet: pods-b, security_groups: [web]}"));
-        assert!(e.contains("eniconfigs[1] (us-west-2b)") && e.contains("\"web\""), "{e}");
-        let e = err(("ports: \"8080\", from: \"10.0.0.0/8\"", "ports: \"80-70\", from: \"10.0.0.0/8\""));
-        assert!(e.contains("security_groups[0] (pods).ingress[0]") && e.contains("reversed"), "{e}");
+        assert!(
+            e.contains("nodes[1] (node-b)") && e.contains("\"nodes-c\""),
+            "{e}"
+        );
+        let e = err((
+            "{name: us-west-2b, subnet: pods-b, security_groups: [pods]}",
+            "{name: us-west-2b, subnet: pods-b, security_groups: [web]}",
+        ));
+        assert!(
+            e.contains("eniconfigs[1] (us-west-2b)") && e.contains("\"web\""),
+            "{e}"
+        );
+        let e = err((
+            "ports: \"8080\", from: \"10.0.0.0/8\"",
+            "ports: \"80-70\", from: \"10.0.0.0/8\"",
+        ));
+        assert!(
+            e.contains("security_groups[0] (pods).ingress[0]") && e.contains("reversed"),
+            "{e}"
+        );
         let e = err(("cidr: 100.64.32.0/19", "cidr: 172.16.0.0/19"));
         assert!(e.contains("subnets[3] (pods-b)"), "{e}");
         let e = err(("from: \"100.64.0.0/16\"}", "from: \"nowhere\"}"));
@@ -293,10 +348,23 @@ mod tests {
 
     #[test]
     fn ports() {
-        let rule = |p: &str, ports: &str| IngressRule { protocol: p.into(), ports: ports.into(), from: "0.0.0.0/0".into() };
-        assert_eq!(rule("tcp", "80").parse_ports().unwrap().1, Ports::Range(80, 80));
-        assert_eq!(rule("udp", "1000-2000").parse_ports().unwrap().1, Ports::Range(1000, 2000));
-        assert_eq!(rule("all", "all").parse_ports().unwrap(), ("-1".to_string(), Ports::All));
+        let rule = |p: &str, ports: &str| IngressRule {
+            protocol: p.into(),
+            ports: ports.into(),
+            from: "0.0.0.0/0".into(),
+        };
+        assert_eq!(
+            rule("tcp", "80").parse_ports().unwrap().1,
+            Ports::Range(80, 80)
+        );
+        assert_eq!(
+            rule("udp", "1000-2000").parse_ports().unwrap().1,
+            Ports::Range(1000, 2000)
+        );
+        assert_eq!(
+            rule("all", "all").parse_ports().unwrap(),
+            ("-1".to_string(), Ports::All)
+        );
         assert!(rule("tcp", "eighty").parse_ports().is_err());
         assert!(rule("icmp", "80").parse_ports().is_err());
         assert!(rule("sctp", "all").parse_ports().is_err());

@@ -35,7 +35,8 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
     let config = Config::load(options.config.as_deref())?;
     let dir = state_dir(&options.prefix);
     let sock_dir = dir.join("sock");
-    std::fs::create_dir_all(&sock_dir).map_err(|e| TestbedError::Other(format!("create {}: {e}", sock_dir.display())))?;
+    std::fs::create_dir_all(&sock_dir)
+        .map_err(|e| TestbedError::Other(format!("create {}: {e}", sock_dir.display())))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -45,10 +46,11 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
     {
         let stop = stop.clone();
         runtime.spawn(async move {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
             tokio::select! {
                 _ = term.recv() => {},
                 _ = tokio::signal::ctrl_c() => {},
@@ -66,11 +68,20 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
             let _ = writeln!(emulator_log, "{line}");
         }),
     )?;
-    log(&format!("emulator {} (pid {})", emulator.endpoint, emulator.pid()));
+    log(&format!(
+        "emulator {} (pid {})",
+        emulator.endpoint,
+        emulator.pid()
+    ));
 
     let sdk = runtime.block_on(sdk_client(&emulator.endpoint, &config.region));
     let seeded = runtime.block_on(seed::seed(&sdk, &config))?;
-    log(&format!("seeded {}: {} subnets, {} instances", seeded.vpc_id, seeded.subnets.len(), seeded.instances.len()));
+    log(&format!(
+        "seeded {}: {} subnets, {} instances",
+        seeded.vpc_id,
+        seeded.subnets.len(),
+        seeded.instances.len()
+    ));
 
     let names = Names {
         prefix: options.prefix.clone(),
@@ -83,7 +94,10 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
         let slot = fabric.add_node(&n.name, instance_id)?;
         let imds = listen(&slot.netns, METADATA_ADDR, 80)?;
         let ec2 = listen(&slot.netns, "127.0.0.1", EC2_RELAY_PORT)?;
-        runtime.spawn(crate::relay::serve(imds, sock_dir.join(format!("imds-{instance_id}.sock"))));
+        runtime.spawn(crate::relay::serve(
+            imds,
+            sock_dir.join(format!("imds-{instance_id}.sock")),
+        ));
         runtime.spawn(crate::relay::serve(ec2, sock_dir.join("ec2.sock")));
         nodes.push((n, slot, instance_id.clone()));
     }
@@ -109,17 +123,27 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
                     name: n.name.clone(),
                     netns: slot.netns.clone(),
                     instance_id: instance_id.clone(),
-                    az: snapshot.instance(instance_id).map(|i| i.az.clone()).unwrap_or_default(),
+                    az: snapshot
+                        .instance(instance_id)
+                        .map(|i| i.az.clone())
+                        .unwrap_or_default(),
                     primary_ip: eni0.map(|e| e.primary_ip.to_string()).unwrap_or_default(),
                     introspection: "127.0.0.1:61679".to_string(),
-                    manifests_dir: dir.join("nodes").join(&n.name).join("manifests").display().to_string(),
+                    manifests_dir: dir
+                        .join("nodes")
+                        .join(&n.name)
+                        .join("manifests")
+                        .display()
+                        .to_string(),
                     ipamd_pid: None,
                 }
             })
             .collect(),
         pods: Vec::new(),
     };
-    status.write().map_err(|e| TestbedError::Other(format!("write status: {e}")))?;
+    status
+        .write()
+        .map_err(|e| TestbedError::Other(format!("write status: {e}")))?;
     if !options.no_agents {
         log("node agents (ipamd) are not built yet: running as with --no-agents");
     }
@@ -161,7 +185,9 @@ fn fetch(emulator: &EmulatorProcess, after: Option<u64>) -> Result<Snapshot, Tes
     };
     let (status, body) = http_json(emulator.port(), "GET", &path, None, Duration::from_secs(30))?;
     if status != 200 {
-        return Err(TestbedError::Other(format!("GET {path}: HTTP {status}: {body}")));
+        return Err(TestbedError::Other(format!(
+            "GET {path}: HTTP {status}: {body}"
+        )));
     }
     serde_json::from_value(body).map_err(|e| TestbedError::Other(format!("GET {path}: {e}")))
 }
@@ -170,7 +196,9 @@ fn fetch(emulator: &EmulatorProcess, after: Option<u64>) -> Result<Snapshot, Tes
 pub async fn sdk_client(endpoint: &str, region: &str) -> aws_sdk_ec2::Client {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_config::Region::new(region.to_string()))
-        .credentials_provider(aws_sdk_ec2::config::Credentials::new("testbed", "testbed", None, None, "testbed"))
+        .credentials_provider(aws_sdk_ec2::config::Credentials::new(
+            "testbed", "testbed", None, None, "testbed",
+        ))
         .endpoint_url(endpoint)
         .load()
         .await;

@@ -74,13 +74,19 @@ impl EmulatorProcess {
             let mut log = log;
             let mut tx = Some(tx);
             let mut head = String::new();
-            for line in stderr.into_iter().flat_map(|s| BufReader::new(s).lines().map_while(Result::ok)) {
+            for line in stderr
+                .into_iter()
+                .flat_map(|s| BufReader::new(s).lines().map_while(Result::ok))
+            {
                 log(&line);
                 if tx.is_some() && head.len() < 4000 {
                     head.push_str(&line);
                     head.push('\n');
                 }
-                if let Some(url) = line.split("EC2 endpoint on ").nth(1).and_then(|r| r.split_whitespace().next())
+                if let Some(url) = line
+                    .split("EC2 endpoint on ")
+                    .nth(1)
+                    .and_then(|r| r.split_whitespace().next())
                     && url.starts_with("http://")
                     && let Some(t) = tx.take()
                 {
@@ -165,9 +171,11 @@ pub fn http_json(
         message,
     };
     let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut stream =
-        TcpStream::connect(("127.0.0.1", port)).map_err(|e| fail(format!("connect to 127.0.0.1:{port}: {e}")))?;
-    stream.set_read_timeout(Some(timeout)).map_err(|e| fail(e.to_string()))?;
+    let mut stream = TcpStream::connect(("127.0.0.1", port))
+        .map_err(|e| fail(format!("connect to 127.0.0.1:{port}: {e}")))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| fail(e.to_string()))?;
     write!(
         stream,
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -175,7 +183,9 @@ pub fn http_json(
     )
     .map_err(|e| fail(e.to_string()))?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(|e| fail(e.to_string()))?;
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| fail(e.to_string()))?;
     let text = String::from_utf8_lossy(&raw);
     let (head, payload) = text
         .split_once("\r\n\r\n")
@@ -188,7 +198,8 @@ pub fn http_json(
     let value = if payload.trim().is_empty() {
         serde_json::Value::Null
     } else {
-        serde_json::from_str(payload).unwrap_or_else(|_| serde_json::Value::String(payload.to_string()))
+        serde_json::from_str(payload)
+            .unwrap_or_else(|_| serde_json::Value::String(payload.to_string()))
     };
     Ok((status, value))
 }

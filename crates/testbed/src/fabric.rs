@@ -112,8 +112,18 @@ impl Fabric {
         cmd::sysctl(&router, "net.ipv4.conf.default.send_redirects", "0")?;
         // The VPC answers ARP for every address it routes, as EC2's does.
         cmd::sysctl(&router, "net.ipv4.conf.all.proxy_arp", "1")?;
-        veth(&router, "to-inet", ROUTER_INET, &inet, "to-vpc", INET_ROUTER)?;
-        cmd::ip(&inet, &["addr", "add", &format!("{INTERNET_HOST}/32"), "dev", "lo"])?;
+        veth(
+            &router,
+            "to-inet",
+            ROUTER_INET,
+            &inet,
+            "to-vpc",
+            INET_ROUTER,
+        )?;
+        cmd::ip(
+            &inet,
+            &["addr", "add", &format!("{INTERNET_HOST}/32"), "dev", "lo"],
+        )?;
         cmd::ip(&inet, &["route", "add", "default", "via", ROUTER_INET])?;
         cmd::ip(&router, &["route", "add", "default", "via", INET_ROUTER])?;
         if self.nat_gateway {
@@ -124,14 +134,29 @@ impl Fabric {
             veth(&nat, "to-inet", NAT_PUBLIC, &inet, "to-nat", INET_NAT)?;
             cmd::ip(&nat, &["route", "add", "default", "via", INET_NAT])?;
             for cidr in &self.vpc_cidrs {
-                cmd::ip(&nat, &["route", "add", &cidr.to_string(), "via", ROUTER_NAT])?;
+                cmd::ip(
+                    &nat,
+                    &["route", "add", &cidr.to_string(), "via", ROUTER_NAT],
+                )?;
             }
             cmd::run_with_input(
                 &["ip", "netns", "exec", &nat, "iptables-restore"],
-                Some("*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o to-inet -j MASQUERADE\nCOMMIT\n"),
+                Some(
+                    "*nat\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o to-inet -j MASQUERADE\nCOMMIT\n",
+                ),
             )?;
-            cmd::ip(&router, &["route", "add", "default", "via", NAT_ROUTER, "table", NAT_TABLE])?;
-            cmd::ip(&router, &["rule", "add", "fwmark", NAT_MARK, "lookup", NAT_TABLE, "pref", "100"])?;
+            cmd::ip(
+                &router,
+                &[
+                    "route", "add", "default", "via", NAT_ROUTER, "table", NAT_TABLE,
+                ],
+            )?;
+            cmd::ip(
+                &router,
+                &[
+                    "rule", "add", "fwmark", NAT_MARK, "lookup", NAT_TABLE, "pref", "100",
+                ],
+            )?;
         }
         Ok(())
     }
@@ -140,7 +165,10 @@ impl Fabric {
     pub fn add_node(&mut self, name: &str, instance_id: &str) -> Result<NodeSlot, CmdError> {
         let netns = self.names.node(name);
         add_namespace(&netns)?;
-        cmd::ip(&netns, &["addr", "add", &format!("{METADATA_ADDR}/32"), "dev", "lo"])?;
+        cmd::ip(
+            &netns,
+            &["addr", "add", &format!("{METADATA_ADDR}/32"), "dev", "lo"],
+        )?;
         cmd::sysctl(&netns, "net.ipv4.ip_forward", "1")?;
         let slot = NodeSlot {
             name: name.to_string(),
@@ -206,17 +234,27 @@ impl Fabric {
             for new in want.difference(&link.blocks) {
                 let _ = writeln!(batch, "route replace {new} dev {}", link.rlink);
                 for a in new.hosts_all() {
-                    let _ = writeln!(batch, "neigh replace {a} lladdr {} dev {} nud permanent", link.mac, link.rlink);
+                    let _ = writeln!(
+                        batch,
+                        "neigh replace {a} lladdr {} dev {} nud permanent",
+                        link.mac, link.rlink
+                    );
                 }
             }
             link.blocks = want;
         }
         if !batch.is_empty() {
-            cmd::run_with_input(&["ip", "-n", &router, "-force", "-batch", "-"], Some(&batch))?;
+            cmd::run_with_input(
+                &["ip", "-n", &router, "-force", "-batch", "-"],
+                Some(&batch),
+            )?;
         }
         let rules = self.router_rules(snap, &wanted);
         if rules != self.rules {
-            cmd::run_with_input(&["ip", "netns", "exec", &router, "iptables-restore"], Some(&rules))?;
+            cmd::run_with_input(
+                &["ip", "netns", "exec", &router, "iptables-restore"],
+                Some(&rules),
+            )?;
             self.rules = rules;
         }
         Ok(())
@@ -224,7 +262,11 @@ impl Fabric {
 
     /// raw: source/destination check per ENI link. mangle: what goes through the NAT gateway.
     /// filter: security groups (stateful) on the way into an ENI, and the internet gateway.
-    fn router_rules(&self, snap: &Snapshot, wanted: &BTreeMap<String, (&NodeSlot, u32, &EniView)>) -> String {
+    fn router_rules(
+        &self,
+        snap: &Snapshot,
+        wanted: &BTreeMap<String, (&NodeSlot, u32, &EniView)>,
+    ) -> String {
         let members = group_members(snap);
         let primaries: Vec<Ipv4Addr> = wanted
             .values()
@@ -237,30 +279,44 @@ impl Fabric {
         );
         let mut chains = String::new();
         for (id, (_, _, eni)) in wanted {
-            let Some(link) = self.links.get(id) else { continue };
+            let Some(link) = self.links.get(id) else {
+                continue;
+            };
             let (src, sg) = (format!("SRC-{}", link.rlink), format!("SG-{}", link.rlink));
-            let _ = writeln!(raw, ":{src} - [0:0]\n-A PREROUTING -i {} -j {src}", link.rlink);
+            let _ = writeln!(
+                raw,
+                ":{src} - [0:0]\n-A PREROUTING -i {} -j {src}",
+                link.rlink
+            );
             for b in &link.blocks {
                 let _ = writeln!(chains, "-A {src} -s {b} -j RETURN");
             }
             let _ = writeln!(chains, "-A {src} -j DROP");
-            let _ = writeln!(filter, ":{sg} - [0:0]\n-A FORWARD -o {} -j {sg}", link.rlink);
+            let _ = writeln!(
+                filter,
+                ":{sg} - [0:0]\n-A FORWARD -o {} -j {sg}",
+                link.rlink
+            );
             for group in &eni.groups {
-                let Some(g) = snap.security_groups.iter().find(|g| &g.id == group) else { continue };
+                let Some(g) = snap.security_groups.iter().find(|g| &g.id == group) else {
+                    continue;
+                };
                 for rule in &g.ingress {
                     let proto = match rule.protocol.as_str() {
                         "-1" => String::new(),
                         p @ ("tcp" | "udp") => match (rule.from_port, rule.to_port) {
-                            (Some(a), Some(b)) if a >= 0 => format!(" -p {p} -m {p} --dport {a}:{b}"),
+                            (Some(a), Some(b)) if a >= 0 => {
+                                format!(" -p {p} -m {p} --dport {a}:{b}")
+                            }
                             _ => format!(" -p {p}"),
                         },
                         p => format!(" -p {p}"),
                     };
-                    let sources = rule
-                        .cidrs
-                        .iter()
-                        .copied()
-                        .chain(rule.groups.iter().flat_map(|g| members.get(g).cloned().unwrap_or_default()));
+                    let sources = rule.cidrs.iter().copied().chain(
+                        rule.groups
+                            .iter()
+                            .flat_map(|g| members.get(g).cloned().unwrap_or_default()),
+                    );
                     for s in sources {
                         let _ = writeln!(filter, "-A {sg}{proto} -s {s} -j ACCEPT");
                     }
@@ -313,7 +369,9 @@ impl HostsAll for Ipv4Net {
     /// Every address of the block, first and last included (a prefix's addresses all serve).
     fn hosts_all(&self) -> Vec<Ipv4Addr> {
         let first = u32::from(self.network());
-        (0..(1u32 << (32 - self.prefix_len()))).map(|i| Ipv4Addr::from(first + i)).collect()
+        (0..(1u32 << (32 - self.prefix_len())))
+            .map(|i| Ipv4Addr::from(first + i))
+            .collect()
     }
 }
 
@@ -324,8 +382,20 @@ fn add_namespace(ns: &str) -> Result<(), CmdError> {
 
 /// A veth pair created inside `a` with its peer moved straight into `b` (never in the root
 /// namespace), addressed /30 and up.
-fn veth(a: &str, a_name: &str, a_addr: &str, b: &str, b_name: &str, b_addr: &str) -> Result<(), CmdError> {
-    cmd::ip(a, &["link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", b])?;
+fn veth(
+    a: &str,
+    a_name: &str,
+    a_addr: &str,
+    b: &str,
+    b_name: &str,
+    b_addr: &str,
+) -> Result<(), CmdError> {
+    cmd::ip(
+        a,
+        &[
+            "link", "add", a_name, "type", "veth", "peer", "name", b_name, "netns", b,
+        ],
+    )?;
     cmd::ip(a, &["addr", "add", &format!("{a_addr}/30"), "dev", a_name])?;
     cmd::ip(b, &["addr", "add", &format!("{b_addr}/30"), "dev", b_name])?;
     cmd::ip(a, &["link", "set", a_name, "up"])?;
@@ -345,19 +415,65 @@ fn plug(
     let eth = format!("eth{device}");
     cmd::ip(
         router,
-        &["link", "add", rlink, "mtu", ENI_MTU, "type", "veth", "peer", "name", &eth, "address", &eni.mac, "mtu", ENI_MTU, "netns", &node.netns],
+        &[
+            "link",
+            "add",
+            rlink,
+            "mtu",
+            ENI_MTU,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &eth,
+            "address",
+            &eni.mac,
+            "mtu",
+            ENI_MTU,
+            "netns",
+            &node.netns,
+        ],
     )?;
     if let Some(cidr) = subnet {
-        cmd::ip(router, &["addr", "add", &format!("{}/32", subnet_gateway(cidr)), "dev", rlink])?;
+        cmd::ip(
+            router,
+            &[
+                "addr",
+                "add",
+                &format!("{}/32", subnet_gateway(cidr)),
+                "dev",
+                rlink,
+            ],
+        )?;
     }
     cmd::ip(router, &["link", "set", rlink, "up"])?;
     if device == 0
         && let Some(cidr) = subnet
     {
         let ns = &node.netns;
-        cmd::ip(ns, &["addr", "add", &format!("{}/{}", eni.primary_ip, cidr.prefix_len()), "dev", &eth])?;
+        cmd::ip(
+            ns,
+            &[
+                "addr",
+                "add",
+                &format!("{}/{}", eni.primary_ip, cidr.prefix_len()),
+                "dev",
+                &eth,
+            ],
+        )?;
         cmd::ip(ns, &["link", "set", &eth, "up"])?;
-        cmd::ip(ns, &["route", "add", "default", "via", &subnet_gateway(cidr).to_string(), "dev", &eth])?;
+        cmd::ip(
+            ns,
+            &[
+                "route",
+                "add",
+                "default",
+                "via",
+                &subnet_gateway(cidr).to_string(),
+                "dev",
+                &eth,
+            ],
+        )?;
     }
     Ok(())
 }

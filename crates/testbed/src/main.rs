@@ -11,7 +11,11 @@ use testbed::state::{Status, state_dir};
 use testbed::{emulator, sweep};
 
 #[derive(Parser)]
-#[command(name = "vpc-testbed", version, about = "AWS on one machine: an EC2 emulator and a VPC of network namespaces")]
+#[command(
+    name = "vpc-testbed",
+    version,
+    about = "AWS on one machine: an EC2 emulator and a VPC of network namespaces"
+)]
 struct Cli {
     /// Prefix of every namespace and of the state directory, so runs can coexist (a-z, 0-9).
     #[arg(long, env = "VPC_TESTBED_PREFIX", default_value = "vtb", value_parser = parse_prefix, global = true)]
@@ -62,7 +66,11 @@ enum Cmd {
 }
 
 fn parse_prefix(v: &str) -> Result<String, String> {
-    if !v.is_empty() && v.len() <= 8 && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+    if !v.is_empty()
+        && v.len() <= 8
+        && v.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+    {
         Ok(v.to_string())
     } else {
         Err("expected 1 to 8 characters of a-z and 0-9".to_string())
@@ -109,19 +117,25 @@ fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), Stri
     if let Some(s) = Status::read(prefix)
         && daemon_alive(&s)
     {
-        return Err(format!("testbed {prefix} is already up (daemon pid {}); run `vpc-testbed down` first", s.daemon_pid));
+        return Err(format!(
+            "testbed {prefix} is already up (daemon pid {}); run `vpc-testbed down` first",
+            s.daemon_pid
+        ));
     }
     for e in sweep::sweep(prefix) {
         eprintln!("vpc-testbed: leftover clean-up: {e}");
     }
     let dir = state_dir(prefix);
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let log = std::fs::File::create(daemon::log_path(prefix)).map_err(|e| format!("daemon log: {e}"))?;
+    let log =
+        std::fs::File::create(daemon::log_path(prefix)).map_err(|e| format!("daemon log: {e}"))?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(exe);
     cmd.args(["--prefix", prefix, "daemon"]);
     if let Some(c) = &config {
-        let c = c.canonicalize().map_err(|e| format!("{}: {e}", c.display()))?;
+        let c = c
+            .canonicalize()
+            .map_err(|e| format!("{}: {e}", c.display()))?;
         cmd.arg("--config").arg(c);
     }
     if no_agents {
@@ -141,18 +155,33 @@ fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), Stri
             break;
         }
         if let Ok(Some(code)) = child.try_wait() {
-            return Err(format!("the testbed daemon stopped ({code}) before it was ready:\n{}", daemon::tail(&daemon::log_path(prefix), 30)));
+            return Err(format!(
+                "the testbed daemon stopped ({code}) before it was ready:\n{}",
+                daemon::tail(&daemon::log_path(prefix), 30)
+            ));
         }
         if started.elapsed() > limit {
             let _ = child.kill();
-            return Err(format!("the testbed was not ready within {limit:?}:\n{}", daemon::tail(&daemon::log_path(prefix), 30)));
+            return Err(format!(
+                "the testbed was not ready within {limit:?}:\n{}",
+                daemon::tail(&daemon::log_path(prefix), 30)
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let s = Status::read(prefix).ok_or("status vanished")?;
-    println!("testbed {prefix} up in {:.1} s: EC2 {} ({}), {} nodes", started.elapsed().as_secs_f64(), s.ec2_endpoint, s.vpc_id, s.nodes.len());
+    println!(
+        "testbed {prefix} up in {:.1} s: EC2 {} ({}), {} nodes",
+        started.elapsed().as_secs_f64(),
+        s.ec2_endpoint,
+        s.vpc_id,
+        s.nodes.len()
+    );
     for n in &s.nodes {
-        println!("  {:<10} {:<20} {:<12} {:<12} netns {}", n.name, n.instance_id, n.az, n.primary_ip, n.netns);
+        println!(
+            "  {:<10} {:<20} {:<12} {:<12} netns {}",
+            n.name, n.instance_id, n.az, n.primary_ip, n.netns
+        );
     }
     Ok(())
 }
@@ -173,25 +202,43 @@ fn down(prefix: &str) -> Result<(), String> {
         println!("testbed {prefix} down");
         Ok(())
     } else {
-        Err(format!("clean-up of {prefix} was incomplete:\n  {}", errors.join("\n  ")))
+        Err(format!(
+            "clean-up of {prefix} was incomplete:\n  {}",
+            errors.join("\n  ")
+        ))
     }
 }
 
 fn status(prefix: &str, json: bool) -> Result<(), String> {
     let s = Status::read(prefix).ok_or_else(|| format!("testbed {prefix} is not up"))?;
     if !daemon_alive(&s) {
-        return Err(format!("testbed {prefix} is down (its daemon {} is gone); run `vpc-testbed up` again", s.daemon_pid));
+        return Err(format!(
+            "testbed {prefix} is down (its daemon {} is gone); run `vpc-testbed up` again",
+            s.daemon_pid
+        ));
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&s).map_err(|e| e.to_string())?
+        );
         return Ok(());
     }
-    println!("testbed {prefix}: EC2 {} region {} {}", s.ec2_endpoint, s.region, s.vpc_id);
+    println!(
+        "testbed {prefix}: EC2 {} region {} {}",
+        s.ec2_endpoint, s.region, s.vpc_id
+    );
     for n in &s.nodes {
-        println!("  node {:<10} {:<20} {:<12} {:<12} netns {}", n.name, n.instance_id, n.az, n.primary_ip, n.netns);
+        println!(
+            "  node {:<10} {:<20} {:<12} {:<12} netns {}",
+            n.name, n.instance_id, n.az, n.primary_ip, n.netns
+        );
     }
     for p in &s.pods {
-        println!("  pod  {}/{:<10} on {:<10} {:<15} netns {}", p.namespace, p.name, p.node, p.ip, p.netns);
+        println!(
+            "  pod  {}/{:<10} on {:<10} {:<15} netns {}",
+            p.namespace, p.name, p.node, p.ip, p.netns
+        );
     }
     Ok(())
 }
@@ -199,15 +246,24 @@ fn status(prefix: &str, json: bool) -> Result<(), String> {
 fn exec(prefix: &str, target: &str, command: &[String]) -> Result<(), String> {
     let s = Status::read(prefix).ok_or_else(|| format!("testbed {prefix} is not up"))?;
     let netns = match target.split_once('/') {
-        None => s.nodes.iter().find(|n| n.name == target).map(|n| n.netns.clone()),
+        None => s
+            .nodes
+            .iter()
+            .find(|n| n.name == target)
+            .map(|n| n.netns.clone()),
         Some((node, pod)) => s
             .pods
             .iter()
-            .find(|p| p.node == node && (p.name == pod || format!("{}/{}", p.namespace, p.name) == pod))
+            .find(|p| {
+                p.node == node && (p.name == pod || format!("{}/{}", p.namespace, p.name) == pod)
+            })
             .map(|p| p.netns.clone()),
     }
     .ok_or_else(|| format!("no node or pod {target:?} in testbed {prefix}"))?;
-    let err = Command::new("ip").args(["netns", "exec", &netns]).args(command).exec();
+    let err = Command::new("ip")
+        .args(["netns", "exec", &netns])
+        .args(command)
+        .exec();
     Err(format!("ip netns exec {netns}: {err}"))
 }
 

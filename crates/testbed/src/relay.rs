@@ -26,7 +26,9 @@ pub fn listen_in(netns: &str, addr: SocketAddr) -> Result<std::net::TcpListener,
         .run(|| std::net::TcpListener::bind(addr))
         .map_err(|e| fail(e.to_string()))?
         .map_err(|e| fail(e.to_string()))?;
-    listener.set_nonblocking(true).map_err(|e| fail(e.to_string()))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| fail(e.to_string()))?;
     Ok(listener)
 }
 

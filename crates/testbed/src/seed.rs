@@ -88,8 +88,12 @@ pub async fn seed(ec2: &Client, config: &Config) -> Result<Seeded, SeedError> {
             .send()
             .await
             .map_err(fail(&step))?;
-        let id = out.group_id().ok_or_else(|| missing(&step, "the group id"))?;
-        seeded.security_groups.insert(g.name.clone(), id.to_string());
+        let id = out
+            .group_id()
+            .ok_or_else(|| missing(&step, "the group id"))?;
+        seeded
+            .security_groups
+            .insert(g.name.clone(), id.to_string());
     }
     // Rules after every group exists: a rule may name another group.
     for g in &config.security_groups {
@@ -108,7 +112,9 @@ pub async fn seed(ec2: &Client, config: &Config) -> Result<Seeded, SeedError> {
                 Ports::Range(a, b) => p.from_port(i32::from(a)).to_port(i32::from(b)),
             };
             p = match seeded.security_groups.get(&rule.from) {
-                Some(group_id) => p.user_id_group_pairs(UserIdGroupPair::builder().group_id(group_id).build()),
+                Some(group_id) => {
+                    p.user_id_group_pairs(UserIdGroupPair::builder().group_id(group_id).build())
+                }
                 None => p.ip_ranges(IpRange::builder().cidr_ip(&rule.from).build()),
             };
             permissions.push(p.build());
@@ -154,7 +160,12 @@ pub async fn default_group(ec2: &Client, vpc_id: &str) -> Result<String, SeedErr
     let out = ec2
         .describe_security_groups()
         .filters(Filter::builder().name("vpc-id").values(vpc_id).build())
-        .filters(Filter::builder().name("group-name").values("default").build())
+        .filters(
+            Filter::builder()
+                .name("group-name")
+                .values("default")
+                .build(),
+        )
         .send()
         .await
         .map_err(fail(step))?;
