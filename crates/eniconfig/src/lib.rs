@@ -1,7 +1,12 @@
-//! Which ENIConfig a node uses (`custom-networking.md`). Pure: labels and annotations in, the
-//! name and the rule that chose it out.
+//! The ENIConfig resource (`custom-networking.md`): its manifest form, which one a node uses,
+//! and its validation against EC2 facts. Pure: no I/O.
 
+mod manifest;
 mod select;
+mod validate;
+
+pub use manifest::{EniConfig, EniConfigSpec, ManifestError, NodeObject, Object, parse_manifests};
+pub use validate::{GroupFacts, NodeFacts, SubnetFacts, Validation, validate};
 
 pub use select::{
     DEFAULT_ENICONFIG, DEFAULT_KEY, EXTERNAL_ENICONFIG_LABEL, Rule, Selection, SelectionKeys,

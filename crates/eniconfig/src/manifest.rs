@@ -1,0 +1,191 @@
+//! The YAML a person would `kubectl apply`: `Node` and `ENIConfig` objects, possibly several
+//! documents per file. Standalone mode reads them from a directory.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const API_VERSION: &str = "crd.k8s.amazonaws.com/v1alpha1";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EniConfigSpec {
+    pub subnet: String,
+    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
+    pub security_groups: Option<Vec<String>>,
+}
+
+impl EniConfigSpec {
+    /// Listed groups; empty when the field is missing or empty.
+    pub fn groups(&self) -> &[String] {
+        self.security_groups.as_deref().unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EniConfig {
+    pub name: String,
+    pub spec: EniConfigSpec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NodeObject {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    Node(NodeObject),
+    EniConfig(EniConfig),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManifestError {
+    #[error("document {document}: not valid YAML: {message}")]
+    Yaml { document: usize, message: String },
+    #[error("document {document} ({kind} {name:?}): {problem}")]
+    Invalid {
+        document: usize,
+        kind: String,
+        name: String,
+        problem: String,
+    },
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+struct Raw {
+    #[serde(rename = "apiVersion", default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    metadata: Option<Meta>,
+    spec: Option<serde_yaml::Value>,
+}
+
+/// Parses every document; objects of other kinds are skipped, a malformed one is an error that
+/// names the document, the kind and the name.
+pub fn parse_manifests(text: &str) -> Result<Vec<Object>, ManifestError> {
+    let mut out = Vec::new();
+    for (index, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let document = index + 1;
+        let value = serde_yaml::Value::deserialize(doc).map_err(|e| ManifestError::Yaml {
+            document,
+            message: e.to_string(),
+        })?;
+        if value.is_null() {
+            continue;
+        }
+        let raw: Raw = serde_yaml::from_value(value).map_err(|e| ManifestError::Yaml {
+            document,
+            message: e.to_string(),
+        })?;
+        let meta = raw.metadata;
+        let name = meta.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let invalid = |problem: String| ManifestError::Invalid {
+            document,
+            kind: raw.kind.clone(),
+            name: name.clone(),
+            problem,
+        };
+        match raw.kind.as_str() {
+            "Node" => {
+                if name.is_empty() {
+                    return Err(invalid("metadata.name is missing".into()));
+                }
+                let meta = meta.unwrap_or(Meta {
+                    name: String::new(),
+                    labels: None,
+                    annotations: None,
+                });
+                out.push(Object::Node(NodeObject {
+                    name: name.clone(),
+                    labels: meta.labels.unwrap_or_default(),
+                    annotations: meta.annotations.unwrap_or_default(),
+                }));
+            }
+            "ENIConfig" => {
+                if raw.api_version != API_VERSION {
+                    return Err(invalid(format!("apiVersion is {:?}, expected {API_VERSION}", raw.api_version)));
+                }
+                if name.is_empty() {
+                    return Err(invalid("metadata.name is missing".into()));
+                }
+                let spec = raw.spec.ok_or_else(|| invalid("spec is missing".into()))?;
+                let spec: EniConfigSpec = serde_yaml::from_value(spec).map_err(|e| invalid(format!("spec: {e}")))?;
+                if spec.subnet.trim().is_empty() {
+                    return Err(invalid("spec.subnet is empty".into()));
+                }
+                out.push(Object::EniConfig(EniConfig { name, spec }));
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_reference_documents_objects() {
+        let text = r#"
+apiVersion: crd.k8s.amazonaws.com/v1alpha1
+kind: ENIConfig
+metadata:
+  name: us-west-2a
+spec:
+  securityGroups:
+    - sg-0dff111a1d11c1c11
+  subnet: subnet-011b111c1f11fdf11
+---
+apiVersion: crd.k8s.amazonaws.com/v1alpha1
+kind: ENIConfig
+metadata:
+  name: us-west-2b
+spec:
+  subnet: subnet-022b222c2f22fdf22
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: ip-10-0-1-5.us-west-2.compute.internal
+  labels: {topology.kubernetes.io/zone: us-west-2a}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ignored}
+"#;
+        let objects = parse_manifests(text).unwrap();
+        assert_eq!(objects.len(), 3);
+        let Object::EniConfig(a) = &objects[0] else { panic!() };
+        assert_eq!(a.spec.groups(), ["sg-0dff111a1d11c1c11"]);
+        let Object::EniConfig(b) = &objects[1] else { panic!() };
+        assert!(b.spec.groups().is_empty());
+        let Object::Node(n) = &objects[2] else { panic!() };
+        assert_eq!(n.labels["topology.kubernetes.io/zone"], "us-west-2a");
+    }
+
+    #[test]
+    fn errors_name_document_kind_and_name() {
+        let err = parse_manifests("kind: ENIConfig\napiVersion: crd.k8s.amazonaws.com/v1alpha1\nmetadata: {name: x}\nspec: {securityGroups: [sg-1]}\n").unwrap_err();
+        assert!(err.to_string().contains("document 1 (ENIConfig \"x\")") && err.to_string().contains("subnet"), "{err}");
+        let err = parse_manifests("---\nkind: Node\n---\nkind: [").unwrap_err();
+        assert!(err.to_string().starts_with("document 1 (Node"), "{err}");
+        let err = parse_manifests("a: b\n---\n: : :\n").unwrap_err();
+        assert!(matches!(err, ManifestError::Yaml { .. }), "{err}");
+        let err = parse_manifests("kind: ENIConfig\napiVersion: v1\nmetadata: {name: x}\nspec: {subnet: s}\n").unwrap_err();
+        assert!(err.to_string().contains("apiVersion"), "{err}");
+    }
+}

@@ -1,0 +1,346 @@
+//! Start-up and shutdown: identity, limits, ENIs from EC2, checkpoint restore, the node's
+//! datapath, then the servers and the pool manager until SIGTERM.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ec2::{Ec2, InstanceIdentity, SdkEc2, SdkOptions};
+use instance_limits::{LimitsTable, MaxPodsError, MaxPodsOptions, max_pods};
+use ipam::checkpoint::{self, Checkpoint, Loaded};
+use ipam::{Datastore, PoolSettings, Time};
+use netlink::{Netlink, Rule};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::cli::Cli;
+use crate::datapath::eni::{EniRouting, wait_for_link};
+use crate::datapath::{self, snat};
+use crate::manager::{Manager, adopt};
+use crate::metrics::Metrics;
+use crate::node::{Node, NodeState, Target};
+use crate::server::Backend;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    Settings(String),
+    #[error("instance metadata: {0}")]
+    Identity(String),
+    #[error("{0}")]
+    Startup(String),
+}
+
+fn startup<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> AppError {
+    move |e| AppError::Startup(format!("{what}: {e}"))
+}
+
+async fn identity() -> Result<InstanceIdentity, AppError> {
+    let mut pause = Duration::from_millis(100);
+    for attempt in 1..=10 {
+        match ec2::fetch_identity(None).await {
+            Ok(id) => return Ok(id),
+            Err(e) if attempt == 10 => return Err(AppError::Identity(e.to_string())),
+            Err(e) => {
+                warn!(attempt, error = %e, "instance metadata not reachable yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    Err(AppError::Identity("unreachable".into()))
+}
+
+pub async fn run(cli: Cli) -> Result<(), AppError> {
+    let settings = &cli.settings;
+    settings.validate().map_err(|e| AppError::Settings(e.to_string()))?;
+    for key in &settings.additional_eni_tags.refused {
+        warn!(tag = key, "ADDITIONAL_ENI_TAGS: tag keys containing k8s.amazonaws.com are reserved and ignored");
+    }
+    let Some(manifests) = cli.options.manifests.clone() else {
+        return Err(AppError::Settings(
+            "no source for the Node and ENIConfig objects: pass --manifests DIR (IPAMD_MANIFESTS) for standalone mode".into(),
+        ));
+    };
+    let id = identity().await?;
+    info!(instance = id.instance_id, instance_type = id.instance_type, az = id.availability_zone, vpc = id.vpc_id, "instance identity");
+    let metrics = Metrics::new().map_err(startup("metrics"))?;
+    let ec2 = Arc::new(
+        SdkEc2::new(&SdkOptions { region: Some(id.region.clone()), ..Default::default() }, metrics.ec2.clone()).await,
+    );
+    let limits = match LimitsTable::builtin().get(&id.instance_type) {
+        Ok(l) => l.clone(),
+        Err(_) => ec2.instance_type_limits(&id.instance_type).await.map_err(startup("instance type limits"))?,
+    };
+    let options = MaxPodsOptions {
+        custom_networking: settings.custom_network_cfg,
+        prefix_delegation: settings.enable_prefix_delegation,
+        max_eni: settings.max_eni,
+        show_max_allowed: false,
+    };
+    let pods = match max_pods(&limits, &options) {
+        Ok(m) => m,
+        Err(MaxPodsError::UnknownVcpus { .. }) => {
+            warn!(instance_type = limits.instance_type, "vCPU count unknown: using the uncapped max pods");
+            max_pods(&limits, &MaxPodsOptions { show_max_allowed: true, ..options }).map_err(startup("max pods"))?
+        }
+        Err(e) => return Err(AppError::Settings(e.to_string())),
+    };
+    let slots = usize::try_from(limits.ipv4_per_eni.saturating_sub(1)).unwrap_or(0);
+    let pool = PoolSettings {
+        warm_eni_target: settings.warm_eni_target as usize,
+        warm_ip_target: settings.warm_ip_target as usize,
+        minimum_ip_target: settings.minimum_ip_target as usize,
+        warm_prefix_target: settings.warm_prefix_target as usize,
+        prefix_delegation: settings.enable_prefix_delegation,
+        slots_per_eni: slots,
+        max_enis: pods.enis as usize,
+        max_pods: pods.max_pods as usize,
+        eni_min_age: Duration::from_secs(60),
+        decrease_interval: Duration::from_secs(30),
+    };
+    metrics.eni_max.set(i64::from(pods.enis));
+    metrics.ip_max.set(i64::from(pods.max_pods));
+    info!(max_pods = pods.max_pods, enis = pods.enis, custom_networking = settings.custom_network_cfg, "limits");
+
+    let objects = crate::source::standalone(manifests, settings.my_node_name.clone());
+    let ds = Datastore::new(settings.ip_cooldown(), pods.max_pods as usize);
+    let node = Arc::new(Node {
+        cli: cli.clone(),
+        identity: id.clone(),
+        limits,
+        max_pods: pods.max_pods,
+        pool,
+        state: std::sync::Mutex::new(NodeState::new(ds)),
+        wake: tokio::sync::Notify::new(),
+        metrics,
+        objects,
+    });
+    let nl = Arc::new(Netlink::connect().await.map_err(startup("netlink"))?);
+
+    // What EC2 says this instance has, then what the checkpoint says pods hold.
+    let enis = ec2.instance_enis(&id.instance_id).await.map_err(startup("reading the instance's ENIs"))?;
+    {
+        let mut st = node.lock();
+        for eni in &enis {
+            adopt(&node, &mut st, eni, Time::now());
+        }
+    }
+    for eni in enis.iter().filter(|e| e.attachment.as_ref().is_some_and(|a| a.device_index > 0 && a.network_card == 0)) {
+        let Some(record) = node.lock().ds.eni(&eni.id).cloned() else { continue };
+        let routing = EniRouting {
+            primary_ip: record.primary_ip,
+            subnet: record.subnet_cidr,
+            table: record.route_table(),
+            mtu: settings.eni_mtu,
+        };
+        match wait_for_link(&nl, &eni.mac, Duration::from_secs(5)).await {
+            Ok(link) => {
+                if let Err(e) = routing.apply(&nl, &link).await {
+                    error!(eni = eni.id, error = %e, "routing an existing ENI");
+                }
+            }
+            Err(e) => error!(eni = eni.id, error = %e, "an attached ENI has no interface on the node"),
+        }
+    }
+    restore_checkpoint(&node);
+
+    let primary_link = nl
+        .link_by_mac(&netlink::parse_mac(&id.primary_mac).map_err(startup("primary MAC"))?)
+        .await
+        .map_err(startup("primary interface"))?
+        .ok_or_else(|| AppError::Startup(format!("no interface with the primary MAC {} on this node", id.primary_mac)))?;
+    // Replies that arrive on another ENI must not be dropped.
+    if let Err(e) = datapath::sysctl(&format!("net.ipv4.conf.{}.rp_filter", primary_link.name), "2") {
+        warn!(error = %e, "rp_filter");
+    }
+    snat::reconcile(settings, &primary_link.name, id.primary_ip, &id.vpc_cidrs).map_err(startup("SNAT rules"))?;
+    if !settings.external_snat {
+        let rule = Rule { priority: 1024, src: None, dst: None, table: 254, fwmark: Some((settings.connmark, settings.connmark)) };
+        nl.add_rule(&rule).await.map_err(startup("connmark rule"))?;
+    }
+    info!(iptables = "iptables-restore (nf_tables or legacy, as the host's iptables)", external_snat = settings.external_snat, "datapath ready");
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(serve_grpc(node.clone(), shutdown_rx.clone())?));
+    if !settings.disable_introspection {
+        tasks.push(tokio::spawn(serve_http(settings.introspection_bind_address, crate::introspection::router(node.clone()), shutdown_rx.clone())));
+    }
+    if !settings.disable_metrics {
+        tasks.push(tokio::spawn(serve_http(cli.options.metrics_bind_address, crate::introspection::metrics_router(node.clone()), shutdown_rx.clone())));
+    }
+    let manager = Manager { node: node.clone(), ec2: ec2.clone(), nl: nl.clone() };
+    tasks.push(tokio::spawn(manager.run(shutdown_rx.clone())));
+    tasks.push(tokio::spawn(write_cni_config_when_ready(node.clone(), shutdown_rx.clone())));
+    if !settings.disable_leaked_eni_cleanup {
+        let cleaner = Manager { node: node.clone(), ec2, nl };
+        let mut stop = shutdown_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let base = cleaner.node.cli.options.leaked_interval();
+                let jitter = base.mul_f64(f64::from(Time::now().unix_nanos() as u32 % 100) / 1000.0);
+                tokio::select! {
+                    _ = tokio::time::sleep(base + jitter) => cleaner.clean_leaked().await,
+                    _ = stop.changed() => return,
+                }
+            }
+        }));
+    }
+
+    wait_for_signal().await;
+    info!("SIGTERM: stopping (no EC2 writes from here on)");
+    node.lock().shutting_down = true;
+    let _ = shutdown_tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    let st = node.lock();
+    checkpoint::store(&settings.backing_store, &Checkpoint::from_datastore(&st.ds)).map_err(startup("final checkpoint"))?;
+    info!("stopped");
+    Ok(())
+}
+
+/// Restores the checkpoint; a file that cannot be used is moved aside and reported, and
+/// allocations whose address is not on this node are dropped and reported.
+fn restore_checkpoint(node: &Node) {
+    let path = &node.cli.settings.backing_store;
+    let mut st = node.lock();
+    match checkpoint::load(path, Time::now()) {
+        Ok(Loaded::Missing) => info!(path = %path.display(), "no checkpoint: a fresh node"),
+        Ok(Loaded::Quarantined { moved_to, error }) => {
+            error!(path = %path.display(), moved_to = %moved_to.display(), error = %error, "the checkpoint is unusable: moved aside, state rebuilt from EC2");
+            node.metrics.errors.with_label_values(&["checkpoint"]).inc();
+        }
+        Ok(Loaded::Read(c)) => match c.restorable() {
+            Ok(entries) => {
+                let (mut kept, mut dropped) = (0, 0);
+                for r in entries {
+                    match st.ds.restore(&r.key, r.ip, r.metadata.clone(), r.assigned_at) {
+                        Ok(_) => kept += 1,
+                        Err(e) => {
+                            dropped += 1;
+                            warn!(key = %r.key, ip = %r.ip, error = %e, "dropping a checkpointed allocation");
+                        }
+                    }
+                }
+                info!(kept, dropped, "checkpoint restored");
+            }
+            Err(e) => error!(error = %e, "checkpoint entries"),
+        },
+        Err(e) => error!(error = %e, "reading the checkpoint"),
+    }
+    if let Err(e) = checkpoint::store(path, &Checkpoint::from_datastore(&st.ds)) {
+        error!(error = %e, "writing the checkpoint");
+    }
+}
+
+async fn wait_for_signal() {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+fn serve_grpc(
+    node: Arc<Node>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<impl std::future::Future<Output = ()>, AppError> {
+    let address = node.cli.options.grpc_address.clone();
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    let backend = rpc::cni_backend_server::CniBackendServer::new(Backend { node });
+    let router = tonic::transport::Server::builder().add_service(health).add_service(backend);
+    enum Listener {
+        Unix(tokio::net::UnixListener),
+        Tcp(tokio::net::TcpListener),
+    }
+    let listener = if let Some(path) = address.strip_prefix("unix://") {
+        let path = std::path::PathBuf::from(path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(startup("gRPC socket directory"))?;
+        }
+        let _ = std::fs::remove_file(&path);
+        let l = tokio::net::UnixListener::bind(&path).map_err(|e| AppError::Startup(format!("gRPC socket {}: {e}", path.display())))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).map_err(startup("gRPC socket mode"))?;
+        Listener::Unix(l)
+    } else {
+        let addr: SocketAddr = address
+            .parse()
+            .map_err(|_| AppError::Settings(format!("IPAMD_GRPC_ADDRESS {address:?} is neither unix:///path nor host:port")))?;
+        if !addr.ip().is_loopback() {
+            return Err(AppError::Settings(format!("IPAMD_GRPC_ADDRESS {addr}: gRPC over TCP is served on loopback only")));
+        }
+        let std_listener = std::net::TcpListener::bind(addr).map_err(startup("gRPC address"))?;
+        std_listener.set_nonblocking(true).map_err(startup("gRPC address"))?;
+        Listener::Tcp(tokio::net::TcpListener::from_std(std_listener).map_err(startup("gRPC address"))?)
+    };
+    info!(address, "serving gRPC");
+    Ok(async move {
+        health_reporter.set_serving::<rpc::cni_backend_server::CniBackendServer<Backend>>().await;
+        let result = match listener {
+            Listener::Unix(l) => {
+                router
+                    .serve_with_incoming_shutdown(tokio_stream::wrappers::UnixListenerStream::new(l), shutdown_signal(shutdown))
+                    .await
+            }
+            Listener::Tcp(l) => {
+                router
+                    .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(l), shutdown_signal(shutdown))
+                    .await
+            }
+        };
+        if let Err(e) = result {
+            error!(error = %e, "gRPC server");
+        }
+    })
+}
+
+async fn serve_http(addr: SocketAddr, router: axum::Router, shutdown: watch::Receiver<bool>) {
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            info!(%addr, "serving HTTP");
+            if let Err(e) = axum::serve(l, router).with_graceful_shutdown(shutdown_signal(shutdown)).await {
+                error!(%addr, error = %e, "HTTP server");
+            }
+        }
+        Err(e) => error!(%addr, error = %e, "cannot listen"),
+    }
+}
+
+/// Writes the CNI config once the pool holds an address and custom networking is satisfied.
+async fn write_cni_config_when_ready(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let ready = {
+            let st = node.lock();
+            let stats = st.ds.stats(Time::now());
+            stats.total > stats.assigned && matches!(st.target, Some(Target::Ready { .. }))
+        };
+        if ready {
+            match crate::cniconf::write(&node) {
+                Ok(()) => {
+                    node.lock().network_ready = true;
+                    info!(path = %crate::cniconf::path(&node).display(), "network-ready: CNI config written");
+                    return;
+                }
+                Err(e) => error!(error = %e, "writing the CNI config"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}

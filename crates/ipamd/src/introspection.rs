@@ -1,0 +1,124 @@
+//! Introspection (loopback only) and Prometheus metrics over HTTP.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use ipam::Time;
+use serde_json::{Value, json};
+
+use crate::node::{Node, Target};
+
+pub fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/v1/enis", get(enis))
+        .route("/v1/eni-configs", get(eni_configs))
+        .route("/v1/ipamd-env-settings", get(env_settings))
+        .route("/v1/networkutils-env-settings", get(networkutils_settings))
+        .route("/v1/pool", get(pool))
+        .with_state(node)
+}
+
+pub fn metrics_router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route("/metrics", get(|State(node): State<Arc<Node>>| async move { node.metrics.render() }))
+        .with_state(node)
+}
+
+async fn enis(State(node): State<Arc<Node>>) -> Json<Value> {
+    let st = node.lock();
+    let target = match &st.target {
+        Some(Target::Ready { subnet_id, security_groups, .. }) => Some((subnet_id.clone(), security_groups.clone())),
+        _ => None,
+    };
+    let list: Vec<Value> = st
+        .ds
+        .enis()
+        .map(|e| {
+            let stale = !e.primary
+                && target.as_ref().is_some_and(|(subnet, groups)| {
+                    &e.subnet_id != subnet || (!groups.is_empty() && &e.security_groups != groups)
+                });
+            let addresses: Vec<Value> = st
+                .ds
+                .addresses(&e.id)
+                .into_iter()
+                .map(|(ip, holder)| {
+                    let allocation = holder.and_then(|k| st.ds.allocation(k));
+                    json!({
+                        "address": ip.to_string(),
+                        "assigned": holder.is_some(),
+                        "key": holder,
+                        "pod": allocation.map(|a| format!("{}/{}", a.metadata.namespace, a.metadata.name)),
+                        "assigned_at_unix_ns": allocation.map(|a| a.assigned_at.unix_nanos()),
+                    })
+                })
+                .collect();
+            json!({
+                "id": e.id,
+                "primary": e.primary,
+                "device_number": e.device_number,
+                "route_table": e.route_table(),
+                "subnet_id": e.subnet_id,
+                "subnet_cidr": e.subnet_cidr.to_string(),
+                "security_groups": e.security_groups,
+                "mac": e.mac,
+                "primary_ip": e.primary_ip.to_string(),
+                "excluded": e.excluded,
+                "stale": stale,
+                "addresses": addresses,
+            })
+        })
+        .collect();
+    Json(json!({ "instance_id": node.identity.instance_id, "enis": list }))
+}
+
+async fn eni_configs(State(node): State<Arc<Node>>) -> Json<Value> {
+    let st = node.lock();
+    Json(json!({
+        "custom_networking": node.custom_networking(),
+        "name": st.selection.as_ref().map(|s| s.name.clone()),
+        "rule": st.selection.as_ref().map(|s| s.rule.to_string()),
+        "spec": st.spec,
+        "validation": st.validation.as_ref().map(|(_, _, v)| v),
+        "target": st.target,
+        "source_errors": node.objects.borrow().errors,
+    }))
+}
+
+async fn env_settings(State(node): State<Arc<Node>>) -> Json<Value> {
+    Json(json!({ "settings": node.cli.settings, "options": node.cli.options }))
+}
+
+async fn networkutils_settings(State(node): State<Arc<Node>>) -> Json<Value> {
+    let s = &node.cli.settings;
+    Json(json!({
+        "AWS_VPC_K8S_CNI_EXTERNALSNAT": s.external_snat,
+        "AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS": s.exclude_snat_cidrs,
+        "AWS_VPC_K8S_CNI_RANDOMIZESNAT": s.randomize_snat,
+        "AWS_VPC_K8S_CNI_CONNMARK": s.connmark,
+        "AWS_VPC_K8S_CNI_VETHPREFIX": s.veth_prefix,
+        "AWS_VPC_ENI_MTU": s.eni_mtu,
+        "POD_MTU": s.pod_mtu(),
+    }))
+}
+
+async fn pool(State(node): State<Arc<Node>>) -> Json<Value> {
+    let st = node.lock();
+    let now = Time::now();
+    let state = node.pool_state(&st, now);
+    let decision = ipam::decide(&node.pool, &state, now);
+    Json(json!({
+        "instance_type": node.identity.instance_type,
+        "max_pods": node.max_pods,
+        "stats": state.stats,
+        "available": state.stats.available(),
+        "attached_enis": state.attached_enis,
+        "targets": node.pool,
+        "next_action": decision,
+        "network_ready": st.network_ready,
+        "last_ec2_error": st.last_ec2_error,
+    }))
+}

@@ -1,0 +1,15 @@
+//! ipamd, the node agent: learns the instance and its ENIs, picks the node's ENIConfig, keeps
+//! the warm pool by calling EC2, hands addresses to the plugin over gRPC, routes the node's
+//! ENIs, sets up SNAT, checkpoints, serves introspection and metrics.
+
+pub mod app;
+pub mod cli;
+pub mod cniconf;
+pub mod datapath;
+pub mod introspection;
+pub mod logging;
+pub mod manager;
+pub mod metrics;
+pub mod node;
+pub mod server;
+pub mod source;

@@ -1,0 +1,113 @@
+//! The node agent's shared state: what it learned at start-up, the datastore, and what custom
+//! networking currently asks for.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+
+use ec2::InstanceIdentity;
+use eniconfig::{EniConfigSpec, Selection, Validation};
+use instance_limits::InstanceLimits;
+use ipam::{Datastore, PoolSettings, PoolState, Time};
+use ipnet::Ipv4Net;
+use tokio::sync::Notify;
+
+use crate::cli::Cli;
+use crate::metrics::Metrics;
+use crate::source::ObjectsRx;
+
+/// Where new ENIs go, or why none may be made.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Target {
+    Ready {
+        /// The ENIConfig in force (custom networking), or None (the node's own subnet).
+        eniconfig: Option<String>,
+        subnet_id: String,
+        /// Empty: CreateNetworkInterface without groups, EC2 applies the VPC default.
+        security_groups: Vec<String>,
+    },
+    Blocked {
+        reason: String,
+    },
+}
+
+/// Per-ENI facts the datastore does not keep.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EniFacts {
+    pub subnet_id: String,
+    pub security_groups: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct NodeState {
+    pub ds: Datastore,
+    pub enis: BTreeMap<String, EniFacts>,
+    /// Attached interfaces ipamd does not manage (tagged no_manage, or on other cards).
+    pub unmanaged: Vec<String>,
+    pub last_decrease: Option<Time>,
+    pub selection: Option<Selection>,
+    pub spec: Option<EniConfigSpec>,
+    pub validation: Option<(String, EniConfigSpec, Validation)>,
+    pub target: Option<Target>,
+    pub last_ec2_error: Option<String>,
+    /// Subnets that reported no free addresses, until when to leave them alone.
+    pub subnet_backoff: BTreeMap<String, Time>,
+    pub network_ready: bool,
+    pub shutting_down: bool,
+}
+
+impl NodeState {
+    pub fn new(ds: Datastore) -> Self {
+        NodeState {
+            ds,
+            enis: BTreeMap::new(),
+            unmanaged: Vec::new(),
+            last_decrease: None,
+            selection: None,
+            spec: None,
+            validation: None,
+            target: None,
+            last_ec2_error: None,
+            subnet_backoff: BTreeMap::new(),
+            network_ready: false,
+            shutting_down: false,
+        }
+    }
+}
+
+pub struct Node {
+    pub cli: Cli,
+    pub identity: InstanceIdentity,
+    pub limits: InstanceLimits,
+    pub max_pods: u32,
+    pub pool: PoolSettings,
+    pub state: Mutex<NodeState>,
+    /// Wakes the pool manager at once (an ADD found the pool empty, a config changed).
+    pub wake: Notify,
+    pub metrics: Metrics,
+    pub objects: ObjectsRx,
+}
+
+impl Node {
+    pub fn lock(&self) -> MutexGuard<'_, NodeState> {
+        // A panic while holding the lock would leave a poisoned but consistent datastore.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn custom_networking(&self) -> bool {
+        self.cli.settings.custom_network_cfg
+    }
+
+    pub fn vpc_cidrs(&self) -> &[Ipv4Net] {
+        &self.identity.vpc_cidrs
+    }
+
+    pub fn pool_state(&self, st: &NodeState, now: Time) -> PoolState {
+        PoolState {
+            stats: st.ds.stats(now),
+            enis: st.ds.eni_views(now),
+            attached_enis: st.enis.len() + st.unmanaged.len(),
+            last_decrease: st.last_decrease,
+        }
+    }
+}

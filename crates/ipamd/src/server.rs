@@ -1,0 +1,116 @@
+//! The plugin-facing gRPC service (`CNIBackend`), wire-compatible with the existing
+//! implementation. ADD and DEL are answered from the datastore, never from EC2; the checkpoint
+//! is written before the reply.
+
+use std::sync::Arc;
+
+use ipam::checkpoint::{self, Checkpoint};
+use ipam::{AllocKey, DatastoreError, PodMetadata, Time};
+use rpc::cni_backend_server::CniBackend;
+use rpc::{AddNetworkReply, AddNetworkRequest, DelNetworkReply, DelNetworkRequest, IpAllocationMetadata};
+use tonic::{Request, Response, Status};
+use tracing::{debug, error, info};
+
+use crate::node::{Node, NodeState, Target};
+
+pub struct Backend {
+    pub node: Arc<Node>,
+}
+
+fn key(network: &str, container: &str, infra: &str, if_name: &str) -> Result<AllocKey, Status> {
+    let container = if container.is_empty() { infra } else { container };
+    if container.is_empty() {
+        return Err(Status::invalid_argument("the request names no container (ContainerID and K8S_POD_INFRA_CONTAINER_ID are empty)"));
+    }
+    Ok(AllocKey::new(network, container, if if_name.is_empty() { "eth0" } else { if_name }))
+}
+
+fn to_i32(v: u32) -> i32 {
+    i32::try_from(v).unwrap_or(i32::MAX)
+}
+
+impl Backend {
+    fn persist(&self, st: &NodeState) -> Result<(), Status> {
+        checkpoint::store(&self.node.cli.settings.backing_store, &Checkpoint::from_datastore(&st.ds)).map_err(|e| {
+            error!(error = %e, "writing the checkpoint");
+            Status::internal(format!("ipamd could not write its checkpoint: {e}"))
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl CniBackend for Backend {
+    async fn add_network(&self, request: Request<AddNetworkRequest>) -> Result<Response<AddNetworkReply>, Status> {
+        let r = request.into_inner();
+        self.node.metrics.add_requests.inc();
+        let key = key(&r.network_name, &r.container_id, &r.k8s_pod_infra_container_id, &r.if_name)?;
+        let metadata = PodMetadata { namespace: r.k8s_pod_namespace.clone(), name: r.k8s_pod_name.clone() };
+        let reply = {
+            let mut st = self.node.lock();
+            let assigned = st.ds.assign(&key, metadata, Time::now());
+            match assigned {
+                Ok(a) => {
+                    if a.fresh
+                        && let Err(status) = self.persist(&st)
+                    {
+                        st.ds.release(&key, Time::now());
+                        return Err(status);
+                    }
+                    info!(pod = %format!("{}/{}", r.k8s_pod_namespace, r.k8s_pod_name), key = %key, ip = %a.ip, eni = a.eni_id, fresh = a.fresh, client = r.client_version, "AddNetwork");
+                    AddNetworkReply {
+                        success: true,
+                        ip_allocation_metadata: vec![IpAllocationMetadata {
+                            i_pv4_addr: a.ip.to_string(),
+                            i_pv6_addr: String::new(),
+                            device_number: to_i32(a.device_number),
+                            route_table_id: to_i32(a.route_table),
+                        }],
+                        use_external_snat: self.node.cli.settings.external_snat,
+                        vp_cv4_cid_rs: self.node.vpc_cidrs().iter().map(|c| c.to_string()).collect(),
+                        ..Default::default()
+                    }
+                }
+                Err(e @ DatastoreError::NoAvailableAddress { .. }) => {
+                    self.node.metrics.no_available.inc();
+                    self.node.wake.notify_one();
+                    let why = match &st.target {
+                        Some(Target::Blocked { reason }) => format!("{e}; {reason}"),
+                        _ => format!("{e}; ipamd is adding addresses, try again"),
+                    };
+                    return Err(Status::unavailable(why));
+                }
+                Err(e @ DatastoreError::MaxPodsReached { .. }) => return Err(Status::resource_exhausted(e.to_string())),
+                Err(e) => return Err(Status::internal(e.to_string())),
+            }
+        };
+        // Keep the warm pool warm behind this pod.
+        self.node.wake.notify_one();
+        Ok(Response::new(reply))
+    }
+
+    async fn del_network(&self, request: Request<DelNetworkRequest>) -> Result<Response<DelNetworkReply>, Status> {
+        let r = request.into_inner();
+        let reason = if r.reason.is_empty() { "PodDeleted" } else { r.reason.as_str() };
+        self.node.metrics.del_requests.with_label_values(&[reason]).inc();
+        let key = key(&r.network_name, &r.container_id, &r.k8s_pod_infra_container_id, &r.if_name)?;
+        let mut st = self.node.lock();
+        let Some(released) = st.ds.release(&key, Time::now()) else {
+            debug!(key = %key, "DelNetwork for a key holding nothing: nothing to do");
+            return Ok(Response::new(DelNetworkReply { success: true, ..Default::default() }));
+        };
+        self.persist(&st)?;
+        drop(st);
+        info!(key = %key, ip = %released.ip, reason, "DelNetwork");
+        self.node.wake.notify_one();
+        Ok(Response::new(DelNetworkReply {
+            success: true,
+            ip_allocation_metadata: vec![IpAllocationMetadata {
+                i_pv4_addr: released.ip.to_string(),
+                i_pv6_addr: String::new(),
+                device_number: to_i32(released.device_number),
+                route_table_id: to_i32(released.route_table),
+            }],
+            ..Default::default()
+        }))
+    }
+}
