@@ -5,6 +5,10 @@ use std::sync::Mutex;
 
 use ipamd_settings::{IpamdSettings, LogLevel};
 use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
 
 pub fn init(settings: &IpamdSettings) -> Result<(), String> {
     let level = match settings.log_level {
@@ -13,14 +17,16 @@ pub fn init(settings: &IpamdSettings) -> Result<(), String> {
         LogLevel::Warn => Level::WARN,
         LogLevel::Error => Level::ERROR,
     };
-    let builder = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(level)
-        .with_current_span(false)
-        .with_target(false);
+    // Ours at the chosen level; the SDK's and the HTTP stack's chatter only from WARN.
+    let filter = Targets::new()
+        .with_default(Level::WARN.min(level))
+        .with_target("ipamd", level)
+        .with_target("ec2", level)
+        .with_target("ipam", level);
+    let layer = tracing_subscriber::fmt::layer().json().with_current_span(false).with_span_list(false).with_target(false);
     let result = match settings.log_file.as_str() {
-        "stdout" => builder.with_writer(std::io::stdout).try_init(),
-        "stderr" => builder.with_writer(std::io::stderr).try_init(),
+        "stdout" => tracing_subscriber::registry().with(layer.with_writer(std::io::stdout).with_filter(filter)).try_init(),
+        "stderr" => tracing_subscriber::registry().with(layer.with_writer(std::io::stderr).with_filter(filter)).try_init(),
         path => {
             if let Some(dir) = std::path::Path::new(path).parent() {
                 let _ = std::fs::create_dir_all(dir);
@@ -30,7 +36,7 @@ pub fn init(settings: &IpamdSettings) -> Result<(), String> {
                 .append(true)
                 .open(path)
                 .map_err(|e| format!("AWS_VPC_K8S_CNI_LOG_FILE {path}: {e}"))?;
-            builder.with_writer(Mutex::new(file)).try_init()
+            tracing_subscriber::registry().with(layer.with_writer(Mutex::new(file)).with_filter(filter)).try_init()
         }
     };
     result.map_err(|e| format!("logging: {e}"))

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::TestbedError;
+use crate::agents::{self, NodeDir};
 use crate::config::Config;
 use crate::emulator::{EmulatorProcess, http_json};
 use crate::fabric::{EC2_RELAY_PORT, Fabric, METADATA_ADDR, Names};
@@ -129,24 +130,49 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
                         .unwrap_or_default(),
                     primary_ip: eni0.map(|e| e.primary_ip.to_string()).unwrap_or_default(),
                     introspection: "127.0.0.1:61679".to_string(),
-                    manifests_dir: dir
-                        .join("nodes")
-                        .join(&n.name)
-                        .join("manifests")
-                        .display()
-                        .to_string(),
+                    manifests_dir: NodeDir::new(&dir, &n.name).manifests().display().to_string(),
                     ipamd_pid: None,
                 }
             })
             .collect(),
         pods: Vec::new(),
     };
+    let mut status = status;
+    let mut agents = Vec::new();
+    if !options.no_agents {
+        for ((n, slot, _), node_status) in nodes.iter().zip(status.nodes.iter_mut()) {
+            let node_dir = NodeDir::new(&dir, &n.name);
+            agents::initial_manifests(&node_dir.manifests(), &config, n, &seeded)?;
+            let child = agents::start_ipamd(&slot.netns, &node_dir, &config.region, &config, n)?;
+            node_status.ipamd_pid = Some(child.id());
+            agents.push(child);
+        }
+        // Ready means every node that can serve pods does; a node whose ENIConfig is missing
+        // stays not network-ready (by design) and is reported.
+        let started = std::time::Instant::now();
+        let conflists: Vec<(String, PathBuf)> = nodes
+            .iter()
+            .map(|(n, _, _)| (n.name.clone(), NodeDir::new(&dir, &n.name).conflist()))
+            .collect();
+        while started.elapsed() < Duration::from_secs(20) && !conflists.iter().all(|(_, p)| p.exists()) {
+            if let Ok(next) = fetch(&emulator, Some(snapshot.version))
+                && next.version != snapshot.version
+            {
+                snapshot = next;
+                if let Err(e) = fabric.reconcile(&snapshot) {
+                    log(&format!("reconcile: {e}"));
+                }
+            }
+        }
+        for (name, path) in &conflists {
+            if !path.exists() {
+                log(&format!("{name} is not network-ready after {:?}: see its ipamd.log", started.elapsed()));
+            }
+        }
+    }
     status
         .write()
         .map_err(|e| TestbedError::Other(format!("write status: {e}")))?;
-    if !options.no_agents {
-        log("node agents (ipamd) are not built yet: running as with --no-agents");
-    }
     log("ready");
 
     // Follow EC2: the long poll returns as soon as anything changes.
@@ -166,6 +192,10 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
         }
     }
     log("stopping");
+    for mut a in agents {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(a.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = a.wait();
+    }
     runtime.shutdown_timeout(Duration::from_secs(1));
     emulator.stop();
     Ok(())

@@ -2,6 +2,7 @@
 //! network namespaces (nodes, a router that is the VPC fabric, an internet, a NAT gateway)
 //! that follows the emulator's state the way EC2's hypervisor and network would.
 
+pub mod agents;
 pub mod cmd;
 pub mod config;
 pub mod daemon;

@@ -48,6 +48,22 @@ enum Cmd {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Add or replace Node and ENIConfig objects in the standalone manifests of every node (or
+    /// one); each ipamd picks them up while running.
+    Apply {
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Remove an object from the nodes' manifests.
+    Delete {
+        /// Only `eniconfig` for now.
+        kind: String,
+        name: String,
+        #[arg(long)]
+        node: Option<String>,
+    },
     /// Run the EC2 and instance-metadata emulator alone, in the foreground, with empty state.
     Ec2 {
         #[arg(long, default_value = "127.0.0.1:5000")]
@@ -85,6 +101,8 @@ fn main() -> ExitCode {
         Cmd::Status { json } => status(&cli.prefix, json),
         Cmd::Exec { target, command } => exec(&cli.prefix, &target, &command),
         Cmd::Ec2 { listen, args } => ec2(&listen, &args),
+        Cmd::Apply { file, node } => apply(&cli.prefix, &file, node.as_deref()),
+        Cmd::Delete { kind, name, node } => delete(&cli.prefix, &kind, &name, node.as_deref()),
         Cmd::Daemon { config, no_agents } => {
             let options = DaemonOptions {
                 prefix: cli.prefix.clone(),
@@ -272,4 +290,54 @@ fn ec2(listen: &str, args: &[String]) -> Result<(), String> {
     all.extend_from_slice(args);
     let err = emulator::command(&all).map_err(|e| e.to_string())?.exec();
     Err(format!("start the emulator: {err}"))
+}
+
+/// The manifests directories of the chosen node(s).
+fn manifests_dirs(prefix: &str, node: Option<&str>) -> Result<Vec<(String, PathBuf)>, String> {
+    let s = Status::read(prefix).ok_or_else(|| format!("testbed {prefix} is not up"))?;
+    let dirs: Vec<(String, PathBuf)> = s
+        .nodes
+        .iter()
+        .filter(|n| node.is_none_or(|want| n.name == want))
+        .map(|n| (n.name.clone(), PathBuf::from(&n.manifests_dir)))
+        .collect();
+    if dirs.is_empty() {
+        return Err(format!("no node {:?} in testbed {prefix}", node.unwrap_or_default()));
+    }
+    Ok(dirs)
+}
+
+fn apply(prefix: &str, file: &std::path::Path, node: Option<&str>) -> Result<(), String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let objects = eniconfig::parse_manifests(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    if objects.is_empty() {
+        return Err(format!("{}: no Node or ENIConfig object in it", file.display()));
+    }
+    for (name, dir) in manifests_dirs(prefix, node)? {
+        for o in &objects {
+            // A Node object only goes to the node it names.
+            if let eniconfig::Object::Node(n) = o
+                && n.name != name
+            {
+                continue;
+            }
+            testbed::agents::apply_object(&dir, o).map_err(|e| e.to_string())?;
+        }
+        println!("applied {} object(s) to {name}", objects.len());
+    }
+    Ok(())
+}
+
+fn delete(prefix: &str, kind: &str, name: &str, node: Option<&str>) -> Result<(), String> {
+    if !kind.eq_ignore_ascii_case("eniconfig") {
+        return Err(format!("cannot delete {kind:?}: only eniconfig objects can be deleted"));
+    }
+    let mut found = false;
+    for (node_name, dir) in manifests_dirs(prefix, node)? {
+        if testbed::agents::delete_eniconfig(&dir, name).map_err(|e| e.to_string())? {
+            found = true;
+            println!("deleted ENIConfig {name} on {node_name}");
+        }
+    }
+    if found { Ok(()) } else { Err(format!("no ENIConfig {name:?} on the chosen nodes")) }
 }
