@@ -5,7 +5,9 @@ mod manifest;
 mod select;
 mod validate;
 
-pub use manifest::{API_VERSION, EniConfig, EniConfigSpec, ManifestError, NodeObject, Object, parse_manifests};
+pub use manifest::{
+    API_VERSION, EniConfig, EniConfigSpec, ManifestError, NodeObject, Object, parse_manifests,
+};
 pub use validate::{GroupFacts, NodeFacts, SubnetFacts, Validation, validate};
 
 pub use select::{

@@ -10,7 +10,11 @@ pub const API_VERSION: &str = "crd.k8s.amazonaws.com/v1alpha1";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EniConfigSpec {
     pub subnet: String,
-    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_groups: Option<Vec<String>>,
 }
 
@@ -116,13 +120,17 @@ pub fn parse_manifests(text: &str) -> Result<Vec<Object>, ManifestError> {
             }
             "ENIConfig" => {
                 if raw.api_version != API_VERSION {
-                    return Err(invalid(format!("apiVersion is {:?}, expected {API_VERSION}", raw.api_version)));
+                    return Err(invalid(format!(
+                        "apiVersion is {:?}, expected {API_VERSION}",
+                        raw.api_version
+                    )));
                 }
                 if name.is_empty() {
                     return Err(invalid("metadata.name is missing".into()));
                 }
                 let spec = raw.spec.ok_or_else(|| invalid("spec is missing".into()))?;
-                let spec: EniConfigSpec = serde_yaml::from_value(spec).map_err(|e| invalid(format!("spec: {e}")))?;
+                let spec: EniConfigSpec =
+                    serde_yaml::from_value(spec).map_err(|e| invalid(format!("spec: {e}")))?;
                 if spec.subnet.trim().is_empty() {
                     return Err(invalid("spec.subnet is empty".into()));
                 }
@@ -169,23 +177,36 @@ metadata: {name: ignored}
 "#;
         let objects = parse_manifests(text).unwrap();
         assert_eq!(objects.len(), 3);
-        let Object::EniConfig(a) = &objects[0] else { panic!() };
+        let Object::EniConfig(a) = &objects[0] else {
+            panic!()
+        };
         assert_eq!(a.spec.groups(), ["sg-0dff111a1d11c1c11"]);
-        let Object::EniConfig(b) = &objects[1] else { panic!() };
+        let Object::EniConfig(b) = &objects[1] else {
+            panic!()
+        };
         assert!(b.spec.groups().is_empty());
-        let Object::Node(n) = &objects[2] else { panic!() };
+        let Object::Node(n) = &objects[2] else {
+            panic!()
+        };
         assert_eq!(n.labels["topology.kubernetes.io/zone"], "us-west-2a");
     }
 
     #[test]
     fn errors_name_document_kind_and_name() {
         let err = parse_manifests("kind: ENIConfig\napiVersion: crd.k8s.amazonaws.com/v1alpha1\nmetadata: {name: x}\nspec: {securityGroups: [sg-1]}\n").unwrap_err();
-        assert!(err.to_string().contains("document 1 (ENIConfig \"x\")") && err.to_string().contains("subnet"), "{err}");
+        assert!(
+            err.to_string().contains("document 1 (ENIConfig \"x\")")
+                && err.to_string().contains("subnet"),
+            "{err}"
+        );
         let err = parse_manifests("---\nkind: Node\n---\nkind: [").unwrap_err();
         assert!(err.to_string().starts_with("document 1 (Node"), "{err}");
         let err = parse_manifests("a: b\n---\n: : :\n").unwrap_err();
         assert!(matches!(err, ManifestError::Yaml { .. }), "{err}");
-        let err = parse_manifests("kind: ENIConfig\napiVersion: v1\nmetadata: {name: x}\nspec: {subnet: s}\n").unwrap_err();
+        let err = parse_manifests(
+            "kind: ENIConfig\napiVersion: v1\nmetadata: {name: x}\nspec: {subnet: s}\n",
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("apiVersion"), "{err}");
     }
 }

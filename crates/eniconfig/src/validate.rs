@@ -55,7 +55,10 @@ pub fn validate(
 ) -> Validation {
     let mut v = Validation::default();
     match subnet {
-        None => v.errors.push(format!("ENIConfig {name}: subnet {} does not exist", spec.subnet)),
+        None => v.errors.push(format!(
+            "ENIConfig {name}: subnet {} does not exist",
+            spec.subnet
+        )),
         Some(s) => {
             if s.vpc_id != node.vpc_id {
                 v.errors.push(format!(
@@ -81,7 +84,9 @@ pub fn validate(
     }
     for g in spec.groups() {
         match groups.iter().find(|f| &f.id == g) {
-            None => v.errors.push(format!("ENIConfig {name}: security group {g} does not exist")),
+            None => v.errors.push(format!(
+                "ENIConfig {name}: security group {g} does not exist"
+            )),
             Some(f) if f.vpc_id != node.vpc_id => v.errors.push(format!(
                 "ENIConfig {name}: security group {g} is in VPC {}, the node is in VPC {}",
                 f.vpc_id, node.vpc_id
@@ -107,31 +112,58 @@ mod tests {
             vpc_id: "vpc-1".into(),
             availability_zone: "us-west-2a".into(),
             primary_block: Some("10.0.0.0/16".parse().unwrap()),
-            vpc_cidrs: vec!["10.0.0.0/16".parse().unwrap(), "100.64.0.0/16".parse().unwrap()],
+            vpc_cidrs: vec![
+                "10.0.0.0/16".parse().unwrap(),
+                "100.64.0.0/16".parse().unwrap(),
+            ],
         }
     }
 
     fn subnet(az: &str, vpc: &str, cidr: &str) -> SubnetFacts {
-        SubnetFacts { id: "subnet-p".into(), vpc_id: vpc.into(), availability_zone: az.into(), cidr: cidr.parse().unwrap(), available_addresses: 100 }
+        SubnetFacts {
+            id: "subnet-p".into(),
+            vpc_id: vpc.into(),
+            availability_zone: az.into(),
+            cidr: cidr.parse().unwrap(),
+            available_addresses: 100,
+        }
     }
 
     fn spec(groups: Option<Vec<&str>>) -> EniConfigSpec {
-        EniConfigSpec { subnet: "subnet-p".into(), security_groups: groups.map(|g| g.into_iter().map(String::from).collect()) }
+        EniConfigSpec {
+            subnet: "subnet-p".into(),
+            security_groups: groups.map(|g| g.into_iter().map(String::from).collect()),
+        }
     }
 
     fn group(id: &str, vpc: &str) -> GroupFacts {
-        GroupFacts { id: id.into(), vpc_id: vpc.into() }
+        GroupFacts {
+            id: id.into(),
+            vpc_id: vpc.into(),
+        }
     }
 
     #[test]
     fn a_valid_config() {
-        let v = validate("us-west-2a", &spec(Some(vec!["sg-1"])), &node(), Some(&subnet("us-west-2a", "vpc-1", "100.64.0.0/19")), &[group("sg-1", "vpc-1")]);
+        let v = validate(
+            "us-west-2a",
+            &spec(Some(vec!["sg-1"])),
+            &node(),
+            Some(&subnet("us-west-2a", "vpc-1", "100.64.0.0/19")),
+            &[group("sg-1", "vpc-1")],
+        );
         assert_eq!(v, Validation::default());
     }
 
     #[test]
     fn every_problem_is_named() {
-        let v = validate("x", &spec(Some(vec!["sg-1", "sg-2"])), &node(), Some(&subnet("us-west-2b", "vpc-2", "100.64.0.0/19")), &[group("sg-1", "vpc-9")]);
+        let v = validate(
+            "x",
+            &spec(Some(vec!["sg-1", "sg-2"])),
+            &node(),
+            Some(&subnet("us-west-2b", "vpc-2", "100.64.0.0/19")),
+            &[group("sg-1", "vpc-9")],
+        );
         assert_eq!(v.errors.len(), 4, "{:?}", v.errors);
         assert!(v.errors[0].contains("VPC vpc-2"));
         assert!(v.errors[1].contains("us-west-2b") && v.errors[1].contains("us-west-2a"));
@@ -143,7 +175,13 @@ mod tests {
 
     #[test]
     fn warnings_do_not_block() {
-        let v = validate("x", &spec(Some(vec![])), &node(), Some(&subnet("us-west-2a", "vpc-1", "10.0.8.0/24")), &[]);
+        let v = validate(
+            "x",
+            &spec(Some(vec![])),
+            &node(),
+            Some(&subnet("us-west-2a", "vpc-1", "10.0.8.0/24")),
+            &[],
+        );
         assert!(v.valid());
         assert!(v.groups_defaulted);
         assert_eq!(v.warnings.len(), 2);

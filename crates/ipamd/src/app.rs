@@ -54,9 +54,14 @@ async fn identity() -> Result<InstanceIdentity, AppError> {
 
 pub async fn run(cli: Cli) -> Result<(), AppError> {
     let settings = &cli.settings;
-    settings.validate().map_err(|e| AppError::Settings(e.to_string()))?;
+    settings
+        .validate()
+        .map_err(|e| AppError::Settings(e.to_string()))?;
     for key in &settings.additional_eni_tags.refused {
-        warn!(tag = key, "ADDITIONAL_ENI_TAGS: tag keys containing k8s.amazonaws.com are reserved and ignored");
+        warn!(
+            tag = key,
+            "ADDITIONAL_ENI_TAGS: tag keys containing k8s.amazonaws.com are reserved and ignored"
+        );
     }
     let Some(manifests) = cli.options.manifests.clone() else {
         return Err(AppError::Settings(
@@ -64,14 +69,30 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         ));
     };
     let id = identity().await?;
-    info!(instance = id.instance_id, instance_type = id.instance_type, az = id.availability_zone, vpc = id.vpc_id, "instance identity");
+    info!(
+        instance = id.instance_id,
+        instance_type = id.instance_type,
+        az = id.availability_zone,
+        vpc = id.vpc_id,
+        "instance identity"
+    );
     let metrics = Metrics::new().map_err(startup("metrics"))?;
     let ec2 = Arc::new(
-        SdkEc2::new(&SdkOptions { region: Some(id.region.clone()), ..Default::default() }, metrics.ec2.clone()).await,
+        SdkEc2::new(
+            &SdkOptions {
+                region: Some(id.region.clone()),
+                ..Default::default()
+            },
+            metrics.ec2.clone(),
+        )
+        .await,
     );
     let limits = match LimitsTable::builtin().get(&id.instance_type) {
         Ok(l) => l.clone(),
-        Err(_) => ec2.instance_type_limits(&id.instance_type).await.map_err(startup("instance type limits"))?,
+        Err(_) => ec2
+            .instance_type_limits(&id.instance_type)
+            .await
+            .map_err(startup("instance type limits"))?,
     };
     let options = MaxPodsOptions {
         custom_networking: settings.custom_network_cfg,
@@ -82,8 +103,18 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     let pods = match max_pods(&limits, &options) {
         Ok(m) => m,
         Err(MaxPodsError::UnknownVcpus { .. }) => {
-            warn!(instance_type = limits.instance_type, "vCPU count unknown: using the uncapped max pods");
-            max_pods(&limits, &MaxPodsOptions { show_max_allowed: true, ..options }).map_err(startup("max pods"))?
+            warn!(
+                instance_type = limits.instance_type,
+                "vCPU count unknown: using the uncapped max pods"
+            );
+            max_pods(
+                &limits,
+                &MaxPodsOptions {
+                    show_max_allowed: true,
+                    ..options
+                },
+            )
+            .map_err(startup("max pods"))?
         }
         Err(e) => return Err(AppError::Settings(e.to_string())),
     };
@@ -102,7 +133,12 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     };
     metrics.eni_max.set(i64::from(pods.enis));
     metrics.ip_max.set(i64::from(pods.max_pods));
-    info!(max_pods = pods.max_pods, enis = pods.enis, custom_networking = settings.custom_network_cfg, "limits");
+    info!(
+        max_pods = pods.max_pods,
+        enis = pods.enis,
+        custom_networking = settings.custom_network_cfg,
+        "limits"
+    );
 
     let objects = crate::source::standalone(manifests, settings.my_node_name.clone());
     let ds = Datastore::new(settings.ip_cooldown(), pods.max_pods as usize);
@@ -120,15 +156,24 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     let nl = Arc::new(Netlink::connect().await.map_err(startup("netlink"))?);
 
     // What EC2 says this instance has, then what the checkpoint says pods hold.
-    let enis = ec2.instance_enis(&id.instance_id).await.map_err(startup("reading the instance's ENIs"))?;
+    let enis = ec2
+        .instance_enis(&id.instance_id)
+        .await
+        .map_err(startup("reading the instance's ENIs"))?;
     {
         let mut st = node.lock();
         for eni in &enis {
             adopt(&node, &mut st, eni, Time::now());
         }
     }
-    for eni in enis.iter().filter(|e| e.attachment.as_ref().is_some_and(|a| a.device_index > 0 && a.network_card == 0)) {
-        let Some(record) = node.lock().ds.eni(&eni.id).cloned() else { continue };
+    for eni in enis.iter().filter(|e| {
+        e.attachment
+            .as_ref()
+            .is_some_and(|a| a.device_index > 0 && a.network_card == 0)
+    }) {
+        let Some(record) = node.lock().ds.eni(&eni.id).cloned() else {
+            continue;
+        };
         let routing = EniRouting {
             primary_ip: record.primary_ip,
             subnet: record.subnet_cidr,
@@ -141,7 +186,9 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                     error!(eni = eni.id, error = %e, "routing an existing ENI");
                 }
             }
-            Err(e) => error!(eni = eni.id, error = %e, "an attached ENI has no interface on the node"),
+            Err(e) => {
+                error!(eni = eni.id, error = %e, "an attached ENI has no interface on the node")
+            }
         }
     }
     restore_checkpoint(&node);
@@ -150,37 +197,76 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         .link_by_mac(&netlink::parse_mac(&id.primary_mac).map_err(startup("primary MAC"))?)
         .await
         .map_err(startup("primary interface"))?
-        .ok_or_else(|| AppError::Startup(format!("no interface with the primary MAC {} on this node", id.primary_mac)))?;
+        .ok_or_else(|| {
+            AppError::Startup(format!(
+                "no interface with the primary MAC {} on this node",
+                id.primary_mac
+            ))
+        })?;
     // Replies that arrive on another ENI must not be dropped.
-    if let Err(e) = datapath::sysctl(&format!("net.ipv4.conf.{}.rp_filter", primary_link.name), "2") {
+    if let Err(e) = datapath::sysctl(
+        &format!("net.ipv4.conf.{}.rp_filter", primary_link.name),
+        "2",
+    ) {
         warn!(error = %e, "rp_filter");
     }
-    snat::reconcile(settings, &primary_link.name, id.primary_ip, &id.vpc_cidrs).map_err(startup("SNAT rules"))?;
+    snat::reconcile(settings, &primary_link.name, id.primary_ip, &id.vpc_cidrs)
+        .map_err(startup("SNAT rules"))?;
     if !settings.external_snat {
-        let rule = Rule { priority: 1024, src: None, dst: None, table: 254, fwmark: Some((settings.connmark, settings.connmark)) };
+        let rule = Rule {
+            priority: 1024,
+            src: None,
+            dst: None,
+            table: 254,
+            fwmark: Some((settings.connmark, settings.connmark)),
+        };
         nl.add_rule(&rule).await.map_err(startup("connmark rule"))?;
     }
-    info!(iptables = "iptables-restore (nf_tables or legacy, as the host's iptables)", external_snat = settings.external_snat, "datapath ready");
+    info!(
+        iptables = "iptables-restore (nf_tables or legacy, as the host's iptables)",
+        external_snat = settings.external_snat,
+        "datapath ready"
+    );
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(serve_grpc(node.clone(), shutdown_rx.clone())?));
     if !settings.disable_introspection {
-        tasks.push(tokio::spawn(serve_http(settings.introspection_bind_address, crate::introspection::router(node.clone()), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(serve_http(
+            settings.introspection_bind_address,
+            crate::introspection::router(node.clone()),
+            shutdown_rx.clone(),
+        )));
     }
     if !settings.disable_metrics {
-        tasks.push(tokio::spawn(serve_http(cli.options.metrics_bind_address, crate::introspection::metrics_router(node.clone()), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(serve_http(
+            cli.options.metrics_bind_address,
+            crate::introspection::metrics_router(node.clone()),
+            shutdown_rx.clone(),
+        )));
     }
-    let manager = Manager { node: node.clone(), ec2: ec2.clone(), nl: nl.clone() };
+    let manager = Manager {
+        node: node.clone(),
+        ec2: ec2.clone(),
+        nl: nl.clone(),
+    };
     tasks.push(tokio::spawn(manager.run(shutdown_rx.clone())));
-    tasks.push(tokio::spawn(write_cni_config_when_ready(node.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(write_cni_config_when_ready(
+        node.clone(),
+        shutdown_rx.clone(),
+    )));
     if !settings.disable_leaked_eni_cleanup {
-        let cleaner = Manager { node: node.clone(), ec2, nl };
+        let cleaner = Manager {
+            node: node.clone(),
+            ec2,
+            nl,
+        };
         let mut stop = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             loop {
                 let base = cleaner.node.cli.options.leaked_interval();
-                let jitter = base.mul_f64(f64::from(Time::now().unix_nanos() as u32 % 100) / 1000.0);
+                let jitter =
+                    base.mul_f64(f64::from(Time::now().unix_nanos() as u32 % 100) / 1000.0);
                 tokio::select! {
                     _ = tokio::time::sleep(base + jitter) => cleaner.clean_leaked().await,
                     _ = stop.changed() => return,
@@ -197,7 +283,8 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     let st = node.lock();
-    checkpoint::store(&settings.backing_store, &Checkpoint::from_datastore(&st.ds)).map_err(startup("final checkpoint"))?;
+    checkpoint::store(&settings.backing_store, &Checkpoint::from_datastore(&st.ds))
+        .map_err(startup("final checkpoint"))?;
     info!("stopped");
     Ok(())
 }
@@ -217,7 +304,10 @@ fn restore_checkpoint(node: &Node) {
             Ok(entries) => {
                 let (mut kept, mut dropped) = (0, 0);
                 for r in entries {
-                    match st.ds.restore(&r.key, r.ip, r.metadata.clone(), r.assigned_at) {
+                    match st
+                        .ds
+                        .restore(&r.key, r.ip, r.metadata.clone(), r.assigned_at)
+                    {
                         Ok(_) => kept += 1,
                         Err(e) => {
                             dropped += 1;
@@ -237,7 +327,8 @@ fn restore_checkpoint(node: &Node) {
 }
 
 async fn wait_for_signal() {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
         let _ = tokio::signal::ctrl_c().await;
         return;
     };
@@ -262,7 +353,9 @@ fn serve_grpc(
     let address = node.cli.options.grpc_address.clone();
     let (health_reporter, health) = tonic_health::server::health_reporter();
     let backend = rpc::cni_backend_server::CniBackendServer::new(Backend { node });
-    let router = tonic::transport::Server::builder().add_service(health).add_service(backend);
+    let router = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(backend);
     enum Listener {
         Unix(tokio::net::UnixListener),
         Tcp(tokio::net::TcpListener),
@@ -273,32 +366,50 @@ fn serve_grpc(
             std::fs::create_dir_all(dir).map_err(startup("gRPC socket directory"))?;
         }
         let _ = std::fs::remove_file(&path);
-        let l = tokio::net::UnixListener::bind(&path).map_err(|e| AppError::Startup(format!("gRPC socket {}: {e}", path.display())))?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660)).map_err(startup("gRPC socket mode"))?;
+        let l = tokio::net::UnixListener::bind(&path)
+            .map_err(|e| AppError::Startup(format!("gRPC socket {}: {e}", path.display())))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))
+            .map_err(startup("gRPC socket mode"))?;
         Listener::Unix(l)
     } else {
-        let addr: SocketAddr = address
-            .parse()
-            .map_err(|_| AppError::Settings(format!("IPAMD_GRPC_ADDRESS {address:?} is neither unix:///path nor host:port")))?;
+        let addr: SocketAddr = address.parse().map_err(|_| {
+            AppError::Settings(format!(
+                "IPAMD_GRPC_ADDRESS {address:?} is neither unix:///path nor host:port"
+            ))
+        })?;
         if !addr.ip().is_loopback() {
-            return Err(AppError::Settings(format!("IPAMD_GRPC_ADDRESS {addr}: gRPC over TCP is served on loopback only")));
+            return Err(AppError::Settings(format!(
+                "IPAMD_GRPC_ADDRESS {addr}: gRPC over TCP is served on loopback only"
+            )));
         }
         let std_listener = std::net::TcpListener::bind(addr).map_err(startup("gRPC address"))?;
-        std_listener.set_nonblocking(true).map_err(startup("gRPC address"))?;
-        Listener::Tcp(tokio::net::TcpListener::from_std(std_listener).map_err(startup("gRPC address"))?)
+        std_listener
+            .set_nonblocking(true)
+            .map_err(startup("gRPC address"))?;
+        Listener::Tcp(
+            tokio::net::TcpListener::from_std(std_listener).map_err(startup("gRPC address"))?,
+        )
     };
     info!(address, "serving gRPC");
     Ok(async move {
-        health_reporter.set_serving::<rpc::cni_backend_server::CniBackendServer<Backend>>().await;
+        health_reporter
+            .set_serving::<rpc::cni_backend_server::CniBackendServer<Backend>>()
+            .await;
         let result = match listener {
             Listener::Unix(l) => {
                 router
-                    .serve_with_incoming_shutdown(tokio_stream::wrappers::UnixListenerStream::new(l), shutdown_signal(shutdown))
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::UnixListenerStream::new(l),
+                        shutdown_signal(shutdown),
+                    )
                     .await
             }
             Listener::Tcp(l) => {
                 router
-                    .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(l), shutdown_signal(shutdown))
+                    .serve_with_incoming_shutdown(
+                        tokio_stream::wrappers::TcpListenerStream::new(l),
+                        shutdown_signal(shutdown),
+                    )
                     .await
             }
         };
@@ -312,7 +423,10 @@ async fn serve_http(addr: SocketAddr, router: axum::Router, shutdown: watch::Rec
     match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => {
             info!(%addr, "serving HTTP");
-            if let Err(e) = axum::serve(l, router).with_graceful_shutdown(shutdown_signal(shutdown)).await {
+            if let Err(e) = axum::serve(l, router)
+                .with_graceful_shutdown(shutdown_signal(shutdown))
+                .await
+            {
                 error!(%addr, error = %e, "HTTP server");
             }
         }

@@ -10,7 +10,11 @@ use clap::Parser;
 use ipamd_settings::IpamdSettings;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "ipamd", version, about = "The VPC CNI node agent (IPAM daemon)")]
+#[command(
+    name = "ipamd",
+    version,
+    about = "The VPC CNI node agent (IPAM daemon)"
+)]
 pub struct Cli {
     #[command(flatten)]
     pub settings: IpamdSettings,
@@ -25,35 +29,75 @@ pub struct Options {
     pub manifests: Option<PathBuf>,
 
     /// gRPC address for the plugin: unix:///path (mode 0660) or a loopback host:port.
-    #[arg(long, env = "IPAMD_GRPC_ADDRESS", value_name = "IPAMD_GRPC_ADDRESS", default_value = "unix:///var/run/aws-node/ipamd.sock")]
+    #[arg(
+        long,
+        env = "IPAMD_GRPC_ADDRESS",
+        value_name = "IPAMD_GRPC_ADDRESS",
+        default_value = "unix:///var/run/aws-node/ipamd.sock"
+    )]
     pub grpc_address: String,
 
     /// Where the CNI config is written once the node is network-ready.
-    #[arg(long, env = "CNI_CONF_DIR", value_name = "CNI_CONF_DIR", default_value = "/etc/cni/net.d")]
+    #[arg(
+        long,
+        env = "CNI_CONF_DIR",
+        value_name = "CNI_CONF_DIR",
+        default_value = "/etc/cni/net.d"
+    )]
     pub cni_conf_dir: PathBuf,
 
     /// Prometheus metrics address.
-    #[arg(long, env = "METRICS_BIND_ADDRESS", value_name = "METRICS_BIND_ADDRESS", default_value = "0.0.0.0:61678")]
+    #[arg(
+        long,
+        env = "METRICS_BIND_ADDRESS",
+        value_name = "METRICS_BIND_ADDRESS",
+        default_value = "0.0.0.0:61678"
+    )]
     pub metrics_bind_address: SocketAddr,
 
     /// The plugin's log file, written into the CNI config.
-    #[arg(long, env = "AWS_VPC_K8S_PLUGIN_LOG_FILE", value_name = "AWS_VPC_K8S_PLUGIN_LOG_FILE", default_value = "/var/log/aws-routed-eni/plugin.log")]
+    #[arg(
+        long,
+        env = "AWS_VPC_K8S_PLUGIN_LOG_FILE",
+        value_name = "AWS_VPC_K8S_PLUGIN_LOG_FILE",
+        default_value = "/var/log/aws-routed-eni/plugin.log"
+    )]
     pub plugin_log_file: String,
 
     /// The plugin's log level, written into the CNI config.
-    #[arg(long, env = "AWS_VPC_K8S_PLUGIN_LOG_LEVEL", value_name = "AWS_VPC_K8S_PLUGIN_LOG_LEVEL", default_value = "DEBUG")]
+    #[arg(
+        long,
+        env = "AWS_VPC_K8S_PLUGIN_LOG_LEVEL",
+        value_name = "AWS_VPC_K8S_PLUGIN_LOG_LEVEL",
+        default_value = "DEBUG"
+    )]
     pub plugin_log_level: String,
 
     /// How often leaked ENIs are looked for (seconds; jittered by up to 10 %).
-    #[arg(long, env = "LEAKED_ENI_CLEANUP_INTERVAL", value_name = "LEAKED_ENI_CLEANUP_INTERVAL", default_value = "3600")]
+    #[arg(
+        long,
+        env = "LEAKED_ENI_CLEANUP_INTERVAL",
+        value_name = "LEAKED_ENI_CLEANUP_INTERVAL",
+        default_value = "3600"
+    )]
     pub leaked_eni_cleanup_interval: u64,
 
     /// A detached ENI of ours younger than this (seconds) is not a leak yet.
-    #[arg(long, env = "LEAKED_ENI_MIN_AGE", value_name = "LEAKED_ENI_MIN_AGE", default_value = "300")]
+    #[arg(
+        long,
+        env = "LEAKED_ENI_MIN_AGE",
+        value_name = "LEAKED_ENI_MIN_AGE",
+        default_value = "300"
+    )]
     pub leaked_eni_min_age: u64,
 
     /// How often the pool is re-checked when nothing wakes it (seconds).
-    #[arg(long, env = "IPAMD_POOL_INTERVAL", value_name = "IPAMD_POOL_INTERVAL", default_value = "5")]
+    #[arg(
+        long,
+        env = "IPAMD_POOL_INTERVAL",
+        value_name = "IPAMD_POOL_INTERVAL",
+        default_value = "5"
+    )]
     pub pool_interval: u64,
 }
 

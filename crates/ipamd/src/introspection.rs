@@ -23,14 +23,21 @@ pub fn router(node: Arc<Node>) -> Router {
 
 pub fn metrics_router(node: Arc<Node>) -> Router {
     Router::new()
-        .route("/metrics", get(|State(node): State<Arc<Node>>| async move { node.metrics.render() }))
+        .route(
+            "/metrics",
+            get(|State(node): State<Arc<Node>>| async move { node.metrics.render() }),
+        )
         .with_state(node)
 }
 
 async fn enis(State(node): State<Arc<Node>>) -> Json<Value> {
     let st = node.lock();
     let target = match &st.target {
-        Some(Target::Ready { subnet_id, security_groups, .. }) => Some((subnet_id.clone(), security_groups.clone())),
+        Some(Target::Ready {
+            subnet_id,
+            security_groups,
+            ..
+        }) => Some((subnet_id.clone(), security_groups.clone())),
         _ => None,
     };
     let list: Vec<Value> = st

@@ -5,10 +5,10 @@ use std::sync::Mutex;
 
 use ipamd_settings::{IpamdSettings, LogLevel};
 use tracing::Level;
+use tracing_subscriber::Layer;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::Layer;
 
 pub fn init(settings: &IpamdSettings) -> Result<(), String> {
     let level = match settings.log_level {
@@ -23,10 +23,18 @@ pub fn init(settings: &IpamdSettings) -> Result<(), String> {
         .with_target("ipamd", level)
         .with_target("ec2", level)
         .with_target("ipam", level);
-    let layer = tracing_subscriber::fmt::layer().json().with_current_span(false).with_span_list(false).with_target(false);
+    let layer = tracing_subscriber::fmt::layer()
+        .json()
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false);
     let result = match settings.log_file.as_str() {
-        "stdout" => tracing_subscriber::registry().with(layer.with_writer(std::io::stdout).with_filter(filter)).try_init(),
-        "stderr" => tracing_subscriber::registry().with(layer.with_writer(std::io::stderr).with_filter(filter)).try_init(),
+        "stdout" => tracing_subscriber::registry()
+            .with(layer.with_writer(std::io::stdout).with_filter(filter))
+            .try_init(),
+        "stderr" => tracing_subscriber::registry()
+            .with(layer.with_writer(std::io::stderr).with_filter(filter))
+            .try_init(),
         path => {
             if let Some(dir) = std::path::Path::new(path).parent() {
                 let _ = std::fs::create_dir_all(dir);
@@ -36,7 +44,9 @@ pub fn init(settings: &IpamdSettings) -> Result<(), String> {
                 .append(true)
                 .open(path)
                 .map_err(|e| format!("AWS_VPC_K8S_CNI_LOG_FILE {path}: {e}"))?;
-            tracing_subscriber::registry().with(layer.with_writer(Mutex::new(file)).with_filter(filter)).try_init()
+            tracing_subscriber::registry()
+                .with(layer.with_writer(Mutex::new(file)).with_filter(filter))
+                .try_init()
         }
     };
     result.map_err(|e| format!("logging: {e}"))

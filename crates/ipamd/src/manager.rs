@@ -100,7 +100,9 @@ pub fn parse_rfc3339_secs(t: &str) -> Option<u64> {
     let (date, time) = t.split_once('T')?;
     let mut d = date.split('-').map(|p| p.parse::<i64>());
     let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let mut h = time.split(':').map(|p| p.split('.').next().unwrap_or("0").parse::<i64>());
+    let mut h = time
+        .split(':')
+        .map(|p| p.split('.').next().unwrap_or("0").parse::<i64>());
     let (hh, mm, ss) = (h.next()?.ok()?, h.next()?.ok()?, h.next()?.ok()?);
     // Days from civil (Howard Hinnant's algorithm).
     let y = if m <= 2 { y - 1 } else { y };
@@ -125,7 +127,12 @@ pub fn format_rfc3339(secs: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
 }
 
 impl<C: Ec2 + 'static> Manager<C> {
@@ -137,7 +144,11 @@ impl<C: Ec2 + 'static> Manager<C> {
                 return;
             }
             let progressed = self.round().await;
-            let pause = if progressed { Duration::ZERO } else { self.node.cli.options.pool_interval() };
+            let pause = if progressed {
+                Duration::ZERO
+            } else {
+                self.node.cli.options.pool_interval()
+            };
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = self.node.wake.notified() => {}
@@ -157,23 +168,35 @@ impl<C: Ec2 + 'static> Manager<C> {
                 return false;
             }
             let state = self.node.pool_state(&st, now);
-            self.node.metrics.observe_pool(&state.stats, st.enis.len() + st.unmanaged.len());
-            (ipam::decide(&self.node.pool, &state, now), st.target.clone())
+            self.node
+                .metrics
+                .observe_pool(&state.stats, st.enis.len() + st.unmanaged.len());
+            (
+                ipam::decide(&self.node.pool, &state, now),
+                st.target.clone(),
+            )
         };
         let result = match &action {
             PoolAction::Steady => return false,
             PoolAction::AtCapacity { short } => {
-                tracing::debug!(short, "pool below target but the node is at its ENI and address limits");
+                tracing::debug!(
+                    short,
+                    "pool below target but the node is at its ENI and address limits"
+                );
                 return false;
             }
             PoolAction::AddToEni { eni_id, slots } => self.add_to_eni(eni_id, *slots).await,
             PoolAction::CreateEni { slots } => match target {
-                Some(Target::Ready { subnet_id, security_groups, .. }) => {
-                    self.create_eni(&subnet_id, &security_groups, *slots).await
-                }
+                Some(Target::Ready {
+                    subnet_id,
+                    security_groups,
+                    ..
+                }) => self.create_eni(&subnet_id, &security_groups, *slots).await,
                 _ => return false,
             },
-            PoolAction::ReleaseBlocks { eni_id, blocks } => self.release_blocks(eni_id, blocks).await,
+            PoolAction::ReleaseBlocks { eni_id, blocks } => {
+                self.release_blocks(eni_id, blocks).await
+            }
             PoolAction::ReleaseEni { eni_id } => self.release_eni(eni_id).await,
         };
         match result {
@@ -190,10 +213,16 @@ impl<C: Ec2 + 'static> Manager<C> {
 
     async fn on_error(&self, e: &Ec2Error) {
         error!(error = %e, "pool manager");
-        self.node.metrics.errors.with_label_values(&[e.action()]).inc();
+        self.node
+            .metrics
+            .errors
+            .with_label_values(&[e.action()])
+            .inc();
         self.node.lock().last_ec2_error = Some(e.to_string());
         match e.class() {
-            ErrorClass::Throttled | ErrorClass::Transport => tokio::time::sleep(Duration::from_secs(2)).await,
+            ErrorClass::Throttled | ErrorClass::Transport => {
+                tokio::time::sleep(Duration::from_secs(2)).await
+            }
             ErrorClass::LimitExceeded => self.resync().await,
             _ => {}
         }
@@ -201,8 +230,16 @@ impl<C: Ec2 + 'static> Manager<C> {
 
     /// Re-reads the instance's ENIs from EC2 (after a limit error: our picture was wrong).
     pub async fn resync(&self) {
-        self.node.metrics.reconcile.with_label_values(&["resync"]).inc();
-        match self.ec2.instance_enis(&self.node.identity.instance_id).await {
+        self.node
+            .metrics
+            .reconcile
+            .with_label_values(&["resync"])
+            .inc();
+        match self
+            .ec2
+            .instance_enis(&self.node.identity.instance_id)
+            .await
+        {
             Ok(enis) => {
                 let mut st = self.node.lock();
                 for eni in &enis {
@@ -223,7 +260,10 @@ impl<C: Ec2 + 'static> Manager<C> {
     }
 
     async fn add_to_eni(&self, eni_id: &str, slots: usize) -> Result<(), Ec2Error> {
-        let blocks = self.ec2.assign_addresses(eni_id, self.request(slots)).await?;
+        let blocks = self
+            .ec2
+            .assign_addresses(eni_id, self.request(slots))
+            .await?;
         let mut st = self.node.lock();
         for b in blocks {
             if let Err(e) = st.ds.add_block(eni_id, b) {
@@ -241,7 +281,12 @@ impl<C: Ec2 + 'static> Manager<C> {
 
     /// Create with addresses and tags in one call, attach, delete-on-termination, wait for the
     /// link, route it. Any failure after the create removes the ENI again.
-    async fn create_eni(&self, subnet_id: &str, groups: &[String], slots: usize) -> Result<(), Ec2Error> {
+    async fn create_eni(
+        &self,
+        subnet_id: &str,
+        groups: &[String],
+        slots: usize,
+    ) -> Result<(), Ec2Error> {
         if let Some(until) = self.node.lock().subnet_backoff.get(subnet_id)
             && Time::now() < *until
         {
@@ -251,7 +296,10 @@ impl<C: Ec2 + 'static> Manager<C> {
         let now = Time::now();
         let mut tags = BTreeMap::from([
             (INSTANCE_TAG.to_string(), instance.clone()),
-            (CREATED_AT_TAG.to_string(), format_rfc3339(now.unix_nanos() / 1_000_000_000)),
+            (
+                CREATED_AT_TAG.to_string(),
+                format_rfc3339(now.unix_nanos() / 1_000_000_000),
+            ),
         ]);
         if let Some(c) = &self.node.cli.settings.cluster_name {
             tags.insert(CLUSTER_TAG.to_string(), c.clone());
@@ -270,7 +318,10 @@ impl<C: Ec2 + 'static> Manager<C> {
             Ok(e) => e,
             Err(e) if e.class() == ErrorClass::SubnetFull => {
                 warn!(subnet = subnet_id, error = %e, "subnet is out of addresses: leaving it alone for 2 minutes");
-                self.node.lock().subnet_backoff.insert(subnet_id.to_string(), Time::now().plus(SUBNET_BACKOFF));
+                self.node
+                    .lock()
+                    .subnet_backoff
+                    .insert(subnet_id.to_string(), Time::now().plus(SUBNET_BACKOFF));
                 return Err(e);
             }
             Err(e) => return Err(e),
@@ -278,7 +329,9 @@ impl<C: Ec2 + 'static> Manager<C> {
         let device = self.free_device_index(&self.node.lock());
         let attached = async {
             let attachment = self.ec2.attach_eni(&eni.id, instance, device).await?;
-            self.ec2.set_delete_on_termination(&eni.id, &attachment).await?;
+            self.ec2
+                .set_delete_on_termination(&eni.id, &attachment)
+                .await?;
             Ok::<_, Ec2Error>(attachment)
         }
         .await;
@@ -293,7 +346,10 @@ impl<C: Ec2 + 'static> Manager<C> {
             Ok(Some(s)) => s.cidr,
             Ok(None) | Err(_) => {
                 self.discard_eni(&eni.id, Some(&attachment)).await;
-                return Err(Ec2Error::Incomplete { action: "DescribeSubnets", what: "the new ENI's subnet" });
+                return Err(Ec2Error::Incomplete {
+                    action: "DescribeSubnets",
+                    what: "the new ENI's subnet",
+                });
             }
         };
         let routing = EniRouting {
@@ -310,7 +366,10 @@ impl<C: Ec2 + 'static> Manager<C> {
         if let Err(e) = plumbed {
             error!(eni = eni.id, error = %e, "the new ENI could not be set up on the node: removing it");
             self.discard_eni(&eni.id, Some(&attachment)).await;
-            return Err(Ec2Error::Transport { action: "AttachNetworkInterface", message: e.to_string() });
+            return Err(Ec2Error::Transport {
+                action: "AttachNetworkInterface",
+                message: e.to_string(),
+            });
         }
         let mut st = self.node.lock();
         let record = Eni {
@@ -329,9 +388,17 @@ impl<C: Ec2 + 'static> Manager<C> {
         let _ = st.ds.add_eni(record);
         st.enis.insert(
             eni.id.clone(),
-            EniFacts { subnet_id: subnet_id.to_string(), security_groups: eni.security_groups.clone() },
+            EniFacts {
+                subnet_id: subnet_id.to_string(),
+                security_groups: eni.security_groups.clone(),
+            },
         );
-        for b in eni.secondary_ips.iter().map(|ip| Ipv4Net::from(*ip)).chain(eni.prefixes.iter().copied()) {
+        for b in eni
+            .secondary_ips
+            .iter()
+            .map(|ip| Ipv4Net::from(*ip))
+            .chain(eni.prefixes.iter().copied())
+        {
             let _ = st.ds.add_block(&eni.id, b);
         }
         info!(eni = eni.id, device, subnet = subnet_id, groups = ?eni.security_groups, slots, "created and attached a pod ENI");
@@ -352,7 +419,10 @@ impl<C: Ec2 + 'static> Manager<C> {
                 }
             }
         }
-        error!(eni = eni_id, "could not delete a discarded ENI; the leaked-ENI clean-up will remove it");
+        error!(
+            eni = eni_id,
+            "could not delete a discarded ENI; the leaked-ENI clean-up will remove it"
+        );
     }
 
     async fn release_blocks(&self, eni_id: &str, blocks: &[Ipv4Net]) -> Result<(), Ec2Error> {
@@ -360,7 +430,11 @@ impl<C: Ec2 + 'static> Manager<C> {
         let removed: Vec<Ipv4Net> = {
             let mut st = self.node.lock();
             let now = Time::now();
-            blocks.iter().filter(|b| st.ds.remove_block(eni_id, **b, false, now).is_ok()).copied().collect()
+            blocks
+                .iter()
+                .filter(|b| st.ds.remove_block(eni_id, **b, false, now).is_ok())
+                .copied()
+                .collect()
         };
         if removed.is_empty() {
             return Ok(());
@@ -394,7 +468,12 @@ impl<C: Ec2 + 'static> Manager<C> {
                 table: r.route_table(),
                 mtu: self.node.cli.settings.eni_mtu,
             };
-            let link = self.nl.link_by_mac(&netlink::parse_mac(&r.mac).unwrap_or([0; 6])).await.ok().flatten();
+            let link = self
+                .nl
+                .link_by_mac(&netlink::parse_mac(&r.mac).unwrap_or([0; 6]))
+                .await
+                .ok()
+                .flatten();
             for e in routing.remove(&self.nl, link.as_ref()).await {
                 warn!(eni = eni_id, error = %e, "removing the ENI's routing");
             }
@@ -449,11 +528,16 @@ impl<C: Ec2 + 'static> Manager<C> {
         }
         let objects = self.node.objects.borrow().clone();
         let Some(node) = &objects.node else {
-            let reason = "no Node object for this node: cannot tell which ENIConfig applies".to_string();
+            let reason =
+                "no Node object for this node: cannot tell which ENIConfig applies".to_string();
             self.set_blocked(reason);
             return;
         };
-        let selection = select(&node.labels, &node.annotations, &self.node.cli.settings.selection_keys());
+        let selection = select(
+            &node.labels,
+            &node.annotations,
+            &self.node.cli.settings.selection_keys(),
+        );
         let Some(spec) = objects.eniconfigs.get(&selection.name).cloned() else {
             let reason = format!(
                 "ENIConfig {:?} (chosen by {}) does not exist: no pod ENI is created until it does",
@@ -484,11 +568,15 @@ impl<C: Ec2 + 'static> Manager<C> {
                     for e in &v.errors {
                         error!(eniconfig = selection.name, "{e}");
                     }
-                    self.node.lock().validation = Some((selection.name.clone(), spec.clone(), v.clone()));
+                    self.node.lock().validation =
+                        Some((selection.name.clone(), spec.clone(), v.clone()));
                     v
                 }
                 Err(e) => {
-                    self.set_blocked(format!("ENIConfig {} cannot be checked against EC2: {e}", selection.name));
+                    self.set_blocked(format!(
+                        "ENIConfig {} cannot be checked against EC2: {e}",
+                        selection.name
+                    ));
                     return;
                 }
             },
@@ -497,18 +585,35 @@ impl<C: Ec2 + 'static> Manager<C> {
         st.selection = Some(selection.clone());
         st.spec = Some(spec.clone());
         let target = if validation.valid() {
-            let groups = match (spec.groups().is_empty(), self.node.cli.settings.eni_config_sg_fallback) {
+            let groups = match (
+                spec.groups().is_empty(),
+                self.node.cli.settings.eni_config_sg_fallback,
+            ) {
                 (false, _) => spec.groups().to_vec(),
                 (true, SgFallback::VpcDefault) => Vec::new(),
                 (true, SgFallback::PrimaryEni) => id.security_groups.clone(),
             };
-            Target::Ready { eniconfig: Some(selection.name.clone()), subnet_id: spec.subnet.clone(), security_groups: groups }
+            Target::Ready {
+                eniconfig: Some(selection.name.clone()),
+                subnet_id: spec.subnet.clone(),
+                security_groups: groups,
+            }
         } else {
-            Target::Blocked { reason: validation.errors.join("; ") }
+            Target::Blocked {
+                reason: validation.errors.join("; "),
+            }
         };
         self.node.metrics.eniconfig_state.reset();
-        let state = if matches!(target, Target::Ready { .. }) { "valid" } else { "invalid" };
-        self.node.metrics.eniconfig_state.with_label_values(&[&selection.name, state]).set(1);
+        let state = if matches!(target, Target::Ready { .. }) {
+            "valid"
+        } else {
+            "invalid"
+        };
+        self.node
+            .metrics
+            .eniconfig_state
+            .with_label_values(&[&selection.name, state])
+            .set(1);
         st.target = Some(target);
     }
 
@@ -521,14 +626,26 @@ impl<C: Ec2 + 'static> Manager<C> {
         st.target = Some(Target::Blocked { reason });
     }
 
-    async fn validate(&self, name: &str, spec: &eniconfig::EniConfigSpec) -> Result<eniconfig::Validation, Ec2Error> {
+    async fn validate(
+        &self,
+        name: &str,
+        spec: &eniconfig::EniConfigSpec,
+    ) -> Result<eniconfig::Validation, Ec2Error> {
         let id = &self.node.identity;
         let subnet = self.ec2.subnet(&spec.subnet).await?;
         if let Some(s) = &subnet {
-            self.node.metrics.subnet_free.with_label_values(&[&s.id]).set(i64::from(s.available_addresses));
+            self.node
+                .metrics
+                .subnet_free
+                .with_label_values(&[&s.id])
+                .set(i64::from(s.available_addresses));
         }
         let groups = self.ec2.security_groups(spec.groups()).await?;
-        let primary_block = id.vpc_cidrs.iter().find(|c| c.contains(&id.subnet_cidr)).copied();
+        let primary_block = id
+            .vpc_cidrs
+            .iter()
+            .find(|c| c.contains(&id.subnet_cidr))
+            .copied();
         let facts = NodeFacts {
             vpc_id: id.vpc_id.clone(),
             availability_zone: id.availability_zone.clone(),
@@ -542,7 +659,13 @@ impl<C: Ec2 + 'static> Manager<C> {
             cidr: s.cidr,
             available_addresses: s.available_addresses,
         });
-        let groups: Vec<GroupFacts> = groups.into_iter().map(|g| GroupFacts { id: g.id, vpc_id: g.vpc_id }).collect();
+        let groups: Vec<GroupFacts> = groups
+            .into_iter()
+            .map(|g| GroupFacts {
+                id: g.id,
+                vpc_id: g.vpc_id,
+            })
+            .collect();
         Ok(validate(name, spec, &facts, subnet.as_ref(), &groups))
     }
 
@@ -562,7 +685,10 @@ impl<C: Ec2 + 'static> Manager<C> {
             if !eni.description.starts_with(DESCRIPTION_PREFIX) {
                 continue;
             }
-            let created = eni.tags.get(CREATED_AT_TAG).and_then(|t| parse_rfc3339_secs(t));
+            let created = eni
+                .tags
+                .get(CREATED_AT_TAG)
+                .and_then(|t| parse_rfc3339_secs(t));
             let old_enough = created.is_some_and(|c| now.saturating_sub(c) >= min_age.as_secs());
             if !old_enough {
                 continue;
@@ -581,11 +707,25 @@ mod tests {
 
     #[test]
     fn rfc3339_round_trips() {
-        for secs in [0u64, 951_782_400, 1_700_000_000, 1_795_000_000, 4_102_444_800] {
-            assert_eq!(parse_rfc3339_secs(&format_rfc3339(secs)), Some(secs), "{}", format_rfc3339(secs));
+        for secs in [
+            0u64,
+            951_782_400,
+            1_700_000_000,
+            1_795_000_000,
+            4_102_444_800,
+        ] {
+            assert_eq!(
+                parse_rfc3339_secs(&format_rfc3339(secs)),
+                Some(secs),
+                "{}",
+                format_rfc3339(secs)
+            );
         }
         assert_eq!(format_rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(parse_rfc3339_secs("2023-11-14T22:13:20.123Z"), Some(1_700_000_000));
+        assert_eq!(
+            parse_rfc3339_secs("2023-11-14T22:13:20.123Z"),
+            Some(1_700_000_000)
+        );
         assert_eq!(parse_rfc3339_secs("yesterday"), None);
     }
 }

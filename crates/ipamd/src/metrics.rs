@@ -40,13 +40,23 @@ fn counter(r: &Registry, name: &str, help: &str) -> Result<IntCounter, prometheu
     Ok(c)
 }
 
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
+fn counter_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntCounterVec, prometheus::Error> {
     let c = IntCounterVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(c.clone()))?;
     Ok(c)
 }
 
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec, prometheus::Error> {
+fn gauge_vec(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> Result<IntGaugeVec, prometheus::Error> {
     let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(g.clone()))?;
     Ok(g)
@@ -64,18 +74,52 @@ impl Metrics {
             assigned_ips: gauge(&r, "awscni_assigned_ip_addresses", "Pod addresses assigned")?,
             total_prefixes: gauge(&r, "awscni_total_ipv4_prefixes", "Delegated prefixes")?,
             add_requests: counter(&r, "awscni_add_ip_req_count", "AddNetwork requests")?,
-            del_requests: counter_vec(&r, "awscni_del_ip_req_count", "DelNetwork requests", &["reason"])?,
+            del_requests: counter_vec(
+                &r,
+                "awscni_del_ip_req_count",
+                "DelNetwork requests",
+                &["reason"],
+            )?,
             errors: counter_vec(&r, "awscni_ipamd_error_count", "ipamd errors", &["fn"])?,
-            no_available: counter(&r, "awscni_no_available_ip_addresses", "ADDs that found no free address")?,
-            force_removed_enis: counter(&r, "awscni_force_removed_enis", "ENIs removed with pods on them")?,
-            force_removed_ips: counter(&r, "awscni_force_removed_ips", "Addresses removed while assigned")?,
-            reconcile: counter_vec(&r, "awscni_reconcile_count", "Reconciliations with EC2", &["fn"])?,
+            no_available: counter(
+                &r,
+                "awscni_no_available_ip_addresses",
+                "ADDs that found no free address",
+            )?,
+            force_removed_enis: counter(
+                &r,
+                "awscni_force_removed_enis",
+                "ENIs removed with pods on them",
+            )?,
+            force_removed_ips: counter(
+                &r,
+                "awscni_force_removed_ips",
+                "Addresses removed while assigned",
+            )?,
+            reconcile: counter_vec(
+                &r,
+                "awscni_reconcile_count",
+                "Reconciliations with EC2",
+                &["fn"],
+            )?,
             build_info: gauge_vec(&r, "awscni_build_info", "Build", &["version"])?,
-            subnet_free: gauge_vec(&r, "awscni_subnet_available_ip_addresses", "Free addresses per subnet", &["subnet"])?,
-            eniconfig_state: gauge_vec(&r, "awscni_eniconfig_state", "ENIConfig in force and its state", &["eniconfig", "state"])?,
+            subnet_free: gauge_vec(
+                &r,
+                "awscni_subnet_available_ip_addresses",
+                "Free addresses per subnet",
+                &["subnet"],
+            )?,
+            eniconfig_state: gauge_vec(
+                &r,
+                "awscni_eniconfig_state",
+                "ENIConfig in force and its state",
+                &["eniconfig", "state"],
+            )?,
             registry: r,
         };
-        m.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
         Ok(m)
     }
 

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use ipam::checkpoint::{self, Checkpoint};
 use ipam::{AllocKey, DatastoreError, PodMetadata, Time};
 use rpc::cni_backend_server::CniBackend;
-use rpc::{AddNetworkReply, AddNetworkRequest, DelNetworkReply, DelNetworkRequest, IpAllocationMetadata};
+use rpc::{
+    AddNetworkReply, AddNetworkRequest, DelNetworkReply, DelNetworkRequest, IpAllocationMetadata,
+};
 use tonic::{Request, Response, Status};
 use tracing::{debug, error, info};
 
@@ -18,11 +20,21 @@ pub struct Backend {
 }
 
 fn key(network: &str, container: &str, infra: &str, if_name: &str) -> Result<AllocKey, Status> {
-    let container = if container.is_empty() { infra } else { container };
+    let container = if container.is_empty() {
+        infra
+    } else {
+        container
+    };
     if container.is_empty() {
-        return Err(Status::invalid_argument("the request names no container (ContainerID and K8S_POD_INFRA_CONTAINER_ID are empty)"));
+        return Err(Status::invalid_argument(
+            "the request names no container (ContainerID and K8S_POD_INFRA_CONTAINER_ID are empty)",
+        ));
     }
-    Ok(AllocKey::new(network, container, if if_name.is_empty() { "eth0" } else { if_name }))
+    Ok(AllocKey::new(
+        network,
+        container,
+        if if_name.is_empty() { "eth0" } else { if_name },
+    ))
 }
 
 fn to_i32(v: u32) -> i32 {
@@ -31,7 +43,11 @@ fn to_i32(v: u32) -> i32 {
 
 impl Backend {
     fn persist(&self, st: &NodeState) -> Result<(), Status> {
-        checkpoint::store(&self.node.cli.settings.backing_store, &Checkpoint::from_datastore(&st.ds)).map_err(|e| {
+        checkpoint::store(
+            &self.node.cli.settings.backing_store,
+            &Checkpoint::from_datastore(&st.ds),
+        )
+        .map_err(|e| {
             error!(error = %e, "writing the checkpoint");
             Status::internal(format!("ipamd could not write its checkpoint: {e}"))
         })
@@ -40,11 +56,22 @@ impl Backend {
 
 #[tonic::async_trait]
 impl CniBackend for Backend {
-    async fn add_network(&self, request: Request<AddNetworkRequest>) -> Result<Response<AddNetworkReply>, Status> {
+    async fn add_network(
+        &self,
+        request: Request<AddNetworkRequest>,
+    ) -> Result<Response<AddNetworkReply>, Status> {
         let r = request.into_inner();
         self.node.metrics.add_requests.inc();
-        let key = key(&r.network_name, &r.container_id, &r.k8s_pod_infra_container_id, &r.if_name)?;
-        let metadata = PodMetadata { namespace: r.k8s_pod_namespace.clone(), name: r.k8s_pod_name.clone() };
+        let key = key(
+            &r.network_name,
+            &r.container_id,
+            &r.k8s_pod_infra_container_id,
+            &r.if_name,
+        )?;
+        let metadata = PodMetadata {
+            namespace: r.k8s_pod_namespace.clone(),
+            name: r.k8s_pod_name.clone(),
+        };
         let reply = {
             let mut st = self.node.lock();
             let assigned = st.ds.assign(&key, metadata, Time::now());
@@ -66,7 +93,12 @@ impl CniBackend for Backend {
                             route_table_id: to_i32(a.route_table),
                         }],
                         use_external_snat: self.node.cli.settings.external_snat,
-                        vp_cv4_cid_rs: self.node.vpc_cidrs().iter().map(|c| c.to_string()).collect(),
+                        vp_cv4_cid_rs: self
+                            .node
+                            .vpc_cidrs()
+                            .iter()
+                            .map(|c| c.to_string())
+                            .collect(),
                         ..Default::default()
                     }
                 }
@@ -79,7 +111,9 @@ impl CniBackend for Backend {
                     };
                     return Err(Status::unavailable(why));
                 }
-                Err(e @ DatastoreError::MaxPodsReached { .. }) => return Err(Status::resource_exhausted(e.to_string())),
+                Err(e @ DatastoreError::MaxPodsReached { .. }) => {
+                    return Err(Status::resource_exhausted(e.to_string()));
+                }
                 Err(e) => return Err(Status::internal(e.to_string())),
             }
         };
@@ -88,15 +122,34 @@ impl CniBackend for Backend {
         Ok(Response::new(reply))
     }
 
-    async fn del_network(&self, request: Request<DelNetworkRequest>) -> Result<Response<DelNetworkReply>, Status> {
+    async fn del_network(
+        &self,
+        request: Request<DelNetworkRequest>,
+    ) -> Result<Response<DelNetworkReply>, Status> {
         let r = request.into_inner();
-        let reason = if r.reason.is_empty() { "PodDeleted" } else { r.reason.as_str() };
-        self.node.metrics.del_requests.with_label_values(&[reason]).inc();
-        let key = key(&r.network_name, &r.container_id, &r.k8s_pod_infra_container_id, &r.if_name)?;
+        let reason = if r.reason.is_empty() {
+            "PodDeleted"
+        } else {
+            r.reason.as_str()
+        };
+        self.node
+            .metrics
+            .del_requests
+            .with_label_values(&[reason])
+            .inc();
+        let key = key(
+            &r.network_name,
+            &r.container_id,
+            &r.k8s_pod_infra_container_id,
+            &r.if_name,
+        )?;
         let mut st = self.node.lock();
         let Some(released) = st.ds.release(&key, Time::now()) else {
             debug!(key = %key, "DelNetwork for a key holding nothing: nothing to do");
-            return Ok(Response::new(DelNetworkReply { success: true, ..Default::default() }));
+            return Ok(Response::new(DelNetworkReply {
+                success: true,
+                ..Default::default()
+            }));
         };
         self.persist(&st)?;
         drop(st);

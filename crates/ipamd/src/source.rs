@@ -103,8 +103,13 @@ impl DirWatcher {
     }
 
     fn refresh(&mut self, path: &Path) {
-        let Ok(meta) = std::fs::metadata(path) else { return };
-        let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        let stamp = (
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            meta.len(),
+        );
         if let Some((m, l, _, _)) = self.files.get(path)
             && (*m, *l) == stamp
         {
@@ -113,10 +118,10 @@ impl DirWatcher {
         let parsed = std::fs::read_to_string(path)
             .map_err(|e| e.to_string())
             .and_then(|t| parse_manifests(&t).map_err(|e| e.to_string()));
-        let entry = self
-            .files
-            .entry(path.to_path_buf())
-            .or_insert((stamp.0, stamp.1, Vec::new(), None));
+        let entry =
+            self.files
+                .entry(path.to_path_buf())
+                .or_insert((stamp.0, stamp.1, Vec::new(), None));
         entry.0 = stamp.0;
         entry.1 = stamp.1;
         match parsed {

@@ -12,7 +12,8 @@ pub const DEFAULT_SOCKET: &str = "/var/run/aws-node/ipamd.sock";
 pub async fn connect(
     address: &str,
     timeout: std::time::Duration,
-) -> Result<cni_backend_client::CniBackendClient<tonic::transport::Channel>, tonic::transport::Error> {
+) -> Result<cni_backend_client::CniBackendClient<tonic::transport::Channel>, tonic::transport::Error>
+{
     let channel = if let Some(path) = address.strip_prefix("unix://") {
         let path = path.to_string();
         // The URI is required by the API but unused: the connector dials the socket.

@@ -66,7 +66,8 @@ pub fn eniconfig_manifest(c: &EniConfig) -> Result<String, TestbedError> {
 }
 
 fn write(path: &Path, text: &str) -> Result<(), TestbedError> {
-    ipam::checkpoint::write_atomic(path, text.as_bytes()).map_err(|e| TestbedError::Other(format!("write {}: {e}", path.display())))
+    ipam::checkpoint::write_atomic(path, text.as_bytes())
+        .map_err(|e| TestbedError::Other(format!("write {}: {e}", path.display())))
 }
 
 /// Writes one object into a manifests directory under a name derived from it, so a later apply
@@ -74,7 +75,10 @@ fn write(path: &Path, text: &str) -> Result<(), TestbedError> {
 pub fn apply_object(dir: &Path, object: &Object) -> Result<(), TestbedError> {
     match object {
         Object::Node(n) => write(&dir.join("node.yaml"), &node_manifest(n)?),
-        Object::EniConfig(c) => write(&dir.join(format!("eniconfig-{}.yaml", c.name)), &eniconfig_manifest(c)?),
+        Object::EniConfig(c) => write(
+            &dir.join(format!("eniconfig-{}.yaml", c.name)),
+            &eniconfig_manifest(c)?,
+        ),
     }
 }
 
@@ -83,42 +87,82 @@ pub fn delete_eniconfig(dir: &Path, name: &str) -> Result<bool, TestbedError> {
     match std::fs::remove_file(&path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(TestbedError::Other(format!("remove {}: {e}", path.display()))),
+        Err(e) => Err(TestbedError::Other(format!(
+            "remove {}: {e}",
+            path.display()
+        ))),
     }
 }
 
 /// The manifests a node starts with: its Node object and the config's ENIConfigs (names
 /// resolved to EC2 ids; no `securityGroups` field when the list is empty or absent).
-pub fn initial_manifests(dir: &Path, config: &Config, node: &NodeConfig, seeded: &Seeded) -> Result<(), TestbedError> {
-    std::fs::create_dir_all(dir).map_err(|e| TestbedError::Other(format!("create {}: {e}", dir.display())))?;
-    let n = NodeObject { name: node.name.clone(), labels: node.labels.clone(), annotations: node.annotations.clone() };
+pub fn initial_manifests(
+    dir: &Path,
+    config: &Config,
+    node: &NodeConfig,
+    seeded: &Seeded,
+) -> Result<(), TestbedError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| TestbedError::Other(format!("create {}: {e}", dir.display())))?;
+    let n = NodeObject {
+        name: node.name.clone(),
+        labels: node.labels.clone(),
+        annotations: node.annotations.clone(),
+    };
     apply_object(dir, &Object::Node(n))?;
     for e in &config.eniconfigs {
-        let groups: Vec<String> = e.security_groups.iter().flatten().map(|g| seeded.security_groups[g].clone()).collect();
+        let groups: Vec<String> = e
+            .security_groups
+            .iter()
+            .flatten()
+            .map(|g| seeded.security_groups[g].clone())
+            .collect();
         let spec = EniConfigSpec {
             subnet: seeded.subnets[&e.subnet].clone(),
             security_groups: (!groups.is_empty()).then_some(groups),
         };
-        apply_object(dir, &Object::EniConfig(EniConfig { name: e.name.clone(), spec }))?;
+        apply_object(
+            dir,
+            &Object::EniConfig(EniConfig {
+                name: e.name.clone(),
+                spec,
+            }),
+        )?;
     }
     Ok(())
 }
 
-/// The binary next to this one (the same build), or `VPC_TESTBED_IPAMD`.
+/// The binary next to this one (the same build), or the one `env` names.
 pub fn sibling_binary(name: &str, env: &str) -> PathBuf {
     if let Some(p) = std::env::var_os(env) {
         return PathBuf::from(p);
     }
+    // From a test binary (target/debug/deps/…) the workspace's binaries are one level up.
     std::env::current_exe()
         .ok()
-        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .map(|d| {
+            if d.ends_with("deps") {
+                d.parent().map(Path::to_path_buf).unwrap_or(d)
+            } else {
+                d
+            }
+        })
+        .map(|d| d.join(name))
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
 /// Starts ipamd in the node's namespace with the environment a DaemonSet would give it.
-pub fn start_ipamd(netns: &str, dir: &NodeDir, region: &str, config: &Config, node: &NodeConfig) -> Result<Child, TestbedError> {
+pub fn start_ipamd(
+    netns: &str,
+    dir: &NodeDir,
+    region: &str,
+    config: &Config,
+    node: &NodeConfig,
+) -> Result<Child, TestbedError> {
     for d in [dir.cni_conf_dir(), dir.manifests()] {
-        std::fs::create_dir_all(&d).map_err(|e| TestbedError::Other(format!("create {}: {e}", d.display())))?;
+        std::fs::create_dir_all(&d)
+            .map_err(|e| TestbedError::Other(format!("create {}: {e}", d.display())))?;
     }
     let ipamd = sibling_binary("ipamd", "VPC_TESTBED_IPAMD");
     let mut cmd = Command::new("ip");
@@ -127,12 +171,21 @@ pub fn start_ipamd(netns: &str, dir: &NodeDir, region: &str, config: &Config, no
         .env("AWS_REGION", region)
         .env("AWS_ACCESS_KEY_ID", "testbed")
         .env("AWS_SECRET_ACCESS_KEY", "testbed")
-        .env("AWS_ENDPOINT_URL_EC2", format!("http://127.0.0.1:{EC2_RELAY_PORT}"))
-        .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.169.254")
+        .env(
+            "AWS_ENDPOINT_URL_EC2",
+            format!("http://127.0.0.1:{EC2_RELAY_PORT}"),
+        )
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            "http://169.254.169.254",
+        )
         .env("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "IPv4")
         .env("MY_NODE_NAME", &node.name)
         .env("IPAMD_MANIFESTS", dir.manifests())
-        .env("IPAMD_GRPC_ADDRESS", format!("unix://{}", dir.socket().display()))
+        .env(
+            "IPAMD_GRPC_ADDRESS",
+            format!("unix://{}", dir.socket().display()),
+        )
         .env("CNI_CONF_DIR", dir.cni_conf_dir())
         .env("AWS_VPC_K8S_CNI_BACKING_STORE", dir.checkpoint())
         .env("AWS_VPC_K8S_CNI_LOG_FILE", dir.ipamd_log())

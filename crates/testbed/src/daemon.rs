@@ -130,7 +130,10 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
                         .unwrap_or_default(),
                     primary_ip: eni0.map(|e| e.primary_ip.to_string()).unwrap_or_default(),
                     introspection: "127.0.0.1:61679".to_string(),
-                    manifests_dir: NodeDir::new(&dir, &n.name).manifests().display().to_string(),
+                    manifests_dir: NodeDir::new(&dir, &n.name)
+                        .manifests()
+                        .display()
+                        .to_string(),
                     ipamd_pid: None,
                 }
             })
@@ -154,7 +157,9 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
             .iter()
             .map(|(n, _, _)| (n.name.clone(), NodeDir::new(&dir, &n.name).conflist()))
             .collect();
-        while started.elapsed() < Duration::from_secs(20) && !conflists.iter().all(|(_, p)| p.exists()) {
+        while started.elapsed() < Duration::from_secs(20)
+            && !conflists.iter().all(|(_, p)| p.exists())
+        {
             if let Ok(next) = fetch(&emulator, Some(snapshot.version))
                 && next.version != snapshot.version
             {
@@ -166,7 +171,10 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
         }
         for (name, path) in &conflists {
             if !path.exists() {
-                log(&format!("{name} is not network-ready after {:?}: see its ipamd.log", started.elapsed()));
+                log(&format!(
+                    "{name} is not network-ready after {:?}: see its ipamd.log",
+                    started.elapsed()
+                ));
             }
         }
     }
@@ -193,7 +201,10 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
     }
     log("stopping");
     for mut a in agents {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(a.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(a.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let _ = a.wait();
     }
     runtime.shutdown_timeout(Duration::from_secs(1));

@@ -302,16 +302,23 @@ fn manifests_dirs(prefix: &str, node: Option<&str>) -> Result<Vec<(String, PathB
         .map(|n| (n.name.clone(), PathBuf::from(&n.manifests_dir)))
         .collect();
     if dirs.is_empty() {
-        return Err(format!("no node {:?} in testbed {prefix}", node.unwrap_or_default()));
+        return Err(format!(
+            "no node {:?} in testbed {prefix}",
+            node.unwrap_or_default()
+        ));
     }
     Ok(dirs)
 }
 
 fn apply(prefix: &str, file: &std::path::Path, node: Option<&str>) -> Result<(), String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let objects = eniconfig::parse_manifests(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let objects =
+        eniconfig::parse_manifests(&text).map_err(|e| format!("{}: {e}", file.display()))?;
     if objects.is_empty() {
-        return Err(format!("{}: no Node or ENIConfig object in it", file.display()));
+        return Err(format!(
+            "{}: no Node or ENIConfig object in it",
+            file.display()
+        ));
     }
     for (name, dir) in manifests_dirs(prefix, node)? {
         for o in &objects {
@@ -330,7 +337,9 @@ fn apply(prefix: &str, file: &std::path::Path, node: Option<&str>) -> Result<(),
 
 fn delete(prefix: &str, kind: &str, name: &str, node: Option<&str>) -> Result<(), String> {
     if !kind.eq_ignore_ascii_case("eniconfig") {
-        return Err(format!("cannot delete {kind:?}: only eniconfig objects can be deleted"));
+        return Err(format!(
+            "cannot delete {kind:?}: only eniconfig objects can be deleted"
+        ));
     }
     let mut found = false;
     for (node_name, dir) in manifests_dirs(prefix, node)? {
@@ -339,5 +348,9 @@ fn delete(prefix: &str, kind: &str, name: &str, node: Option<&str>) -> Result<()
             println!("deleted ENIConfig {name} on {node_name}");
         }
     }
-    if found { Ok(()) } else { Err(format!("no ENIConfig {name:?} on the chosen nodes")) }
+    if found {
+        Ok(())
+    } else {
+        Err(format!("no ENIConfig {name:?} on the chosen nodes"))
+    }
 }

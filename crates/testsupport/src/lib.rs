@@ -4,9 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod testbed;
+
+use ::testbed::emulator::EmulatorProcess;
 use aws_config::BehaviorVersion;
 use aws_sdk_ec2::config::{Credentials, Region};
-use testbed::emulator::EmulatorProcess;
 
 pub const REGION: &str = "us-west-2";
 
@@ -40,8 +42,15 @@ impl Emulator {
     }
 
     /// A JSON request to the control endpoint; returns (status, body).
-    pub fn control(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> (u16, serde_json::Value) {
-        self.process.control(method, path, body).unwrap_or_else(|e| panic!("{e}"))
+    pub fn control(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        self.process
+            .control(method, path, body)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 

@@ -18,7 +18,11 @@ fn gateway(subnet: Ipv4Net) -> Ipv4Addr {
 }
 
 /// Waits (bounded, with backoff) for the hypervisor to plug the ENI in.
-pub async fn wait_for_link(nl: &Netlink, mac: &str, limit: Duration) -> Result<Link, DatapathError> {
+pub async fn wait_for_link(
+    nl: &Netlink,
+    mac: &str,
+    limit: Duration,
+) -> Result<Link, DatapathError> {
     let wanted = netlink::parse_mac(mac)?;
     let started = Instant::now();
     let mut pause = Duration::from_millis(20);
@@ -83,7 +87,8 @@ impl EniRouting {
             nl.set_mtu(link.index, self.mtu).await?;
         }
         nl.set_up(link.index).await?;
-        let addr = Ipv4Net::new(self.primary_ip, self.subnet.prefix_len()).unwrap_or(Ipv4Net::from(self.primary_ip));
+        let addr = Ipv4Net::new(self.primary_ip, self.subnet.prefix_len())
+            .unwrap_or(Ipv4Net::from(self.primary_ip));
         nl.add_address(link.index, addr).await?;
         for r in self.routes(link.index) {
             nl.replace_route(&r).await?;

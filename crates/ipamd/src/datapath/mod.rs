@@ -9,7 +9,10 @@ pub enum DatapathError {
     #[error(transparent)]
     Netlink(#[from] netlink::NetlinkError),
     #[error("no interface with MAC {mac} appeared on the node within {waited:?}")]
-    NoLink { mac: String, waited: std::time::Duration },
+    NoLink {
+        mac: String,
+        waited: std::time::Duration,
+    },
     #[error("sysctl {key}: {source}")]
     Sysctl { key: String, source: std::io::Error },
     #[error("`{command}` failed: {message}")]

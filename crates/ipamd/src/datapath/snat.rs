@@ -14,20 +14,93 @@ pub const SNAT_CHAIN: &str = "AWS-SNAT-CHAIN-0";
 pub const CONNMARK_CHAIN: &str = "AWS-CONNMARK-CHAIN-0";
 
 /// (table, built-in chain, rule spec) of every jump we own.
-fn jumps(settings: &IpamdSettings, primary_if: &str) -> Vec<(&'static str, &'static str, Vec<String>)> {
+fn jumps(
+    settings: &IpamdSettings,
+    primary_if: &str,
+) -> Vec<(&'static str, &'static str, Vec<String>)> {
     let mark = format!("{:#x}", settings.connmark);
     let veths = format!("{}+", settings.veth_prefix);
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     vec![
-        ("nat", "POSTROUTING", s(&["-m", "comment", "--comment", "AWS SNAT CHAIN", "-j", SNAT_CHAIN])),
-        ("nat", "PREROUTING", s(&["-i", &veths, "-m", "comment", "--comment", "AWS, outbound connections", "-j", CONNMARK_CHAIN])),
-        ("nat", "PREROUTING", s(&["-m", "comment", "--comment", "AWS, CONNMARK", "-j", "CONNMARK", "--restore-mark", "--mask", &mark])),
+        (
+            "nat",
+            "POSTROUTING",
+            s(&[
+                "-m",
+                "comment",
+                "--comment",
+                "AWS SNAT CHAIN",
+                "-j",
+                SNAT_CHAIN,
+            ]),
+        ),
+        (
+            "nat",
+            "PREROUTING",
+            s(&[
+                "-i",
+                &veths,
+                "-m",
+                "comment",
+                "--comment",
+                "AWS, outbound connections",
+                "-j",
+                CONNMARK_CHAIN,
+            ]),
+        ),
+        (
+            "nat",
+            "PREROUTING",
+            s(&[
+                "-m",
+                "comment",
+                "--comment",
+                "AWS, CONNMARK",
+                "-j",
+                "CONNMARK",
+                "--restore-mark",
+                "--mask",
+                &mark,
+            ]),
+        ),
         (
             "mangle",
             "PREROUTING",
-            s(&["-i", primary_if, "-m", "comment", "--comment", "AWS, primary ENI", "-m", "addrtype", "--dst-type", "LOCAL", "--limit-iface-in", "-j", "CONNMARK", "--set-mark", &format!("{mark}/{mark}")]),
+            s(&[
+                "-i",
+                primary_if,
+                "-m",
+                "comment",
+                "--comment",
+                "AWS, primary ENI",
+                "-m",
+                "addrtype",
+                "--dst-type",
+                "LOCAL",
+                "--limit-iface-in",
+                "-j",
+                "CONNMARK",
+                "--set-mark",
+                &format!("{mark}/{mark}"),
+            ]),
         ),
-        ("mangle", "PREROUTING", s(&["-i", &veths, "-m", "comment", "--comment", "AWS, primary ENI", "-j", "CONNMARK", "--restore-mark", "--mask", &mark])),
+        (
+            "mangle",
+            "PREROUTING",
+            s(&[
+                "-i",
+                &veths,
+                "-m",
+                "comment",
+                "--comment",
+                "AWS, primary ENI",
+                "-j",
+                "CONNMARK",
+                "--restore-mark",
+                "--mask",
+                &mark,
+            ]),
+        ),
     ]
 }
 
@@ -37,7 +110,9 @@ fn chains_text(settings: &IpamdSettings, primary_ip: Ipv4Addr, vpc_cidrs: &[Ipv4
     let mark = format!("{:#x}", settings.connmark);
     let mut t = format!("*nat\n:{SNAT_CHAIN} - [0:0]\n:{CONNMARK_CHAIN} - [0:0]\n");
     for c in &excluded {
-        t.push_str(&format!("-A {SNAT_CHAIN} -d {c} -m comment --comment \"AWS SNAT CHAIN\" -j RETURN\n"));
+        t.push_str(&format!(
+            "-A {SNAT_CHAIN} -d {c} -m comment --comment \"AWS SNAT CHAIN\" -j RETURN\n"
+        ));
         t.push_str(&format!("-A {CONNMARK_CHAIN} -d {c} -m comment --comment \"AWS CONNMARK CHAIN, VPC CIDR\" -j RETURN\n"));
     }
     let random = match settings.randomize_snat {
@@ -60,13 +135,19 @@ fn run(args: &[&str], input: Option<&str>) -> Result<bool, DatapathError> {
     };
     let mut child = Command::new(args[0])
         .args(&args[1..])
-        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| fail(e.to_string()))?;
     if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin.write_all(text.as_bytes()).map_err(|e| fail(e.to_string()))?;
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| fail(e.to_string()))?;
     }
     let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
     Ok(out.status.success())
@@ -84,7 +165,12 @@ fn run_ok(args: &[&str], input: Option<&str>) -> Result<(), DatapathError> {
 }
 
 /// Creates the chains and jumps (or, with external SNAT, removes them). Idempotent.
-pub fn reconcile(settings: &IpamdSettings, primary_if: &str, primary_ip: Ipv4Addr, vpc_cidrs: &[Ipv4Net]) -> Result<(), DatapathError> {
+pub fn reconcile(
+    settings: &IpamdSettings,
+    primary_if: &str,
+    primary_ip: Ipv4Addr,
+    vpc_cidrs: &[Ipv4Net],
+) -> Result<(), DatapathError> {
     let jumps = jumps(settings, primary_if);
     if settings.external_snat {
         for (table, chain, spec) in &jumps {
@@ -98,7 +184,10 @@ pub fn reconcile(settings: &IpamdSettings, primary_if: &str, primary_ip: Ipv4Add
         }
         return Ok(());
     }
-    run_ok(&["iptables-restore", "-w", "--noflush"], Some(&chains_text(settings, primary_ip, vpc_cidrs)))?;
+    run_ok(
+        &["iptables-restore", "-w", "--noflush"],
+        Some(&chains_text(settings, primary_ip, vpc_cidrs)),
+    )?;
     for (table, chain, spec) in &jumps {
         let mut check = vec!["iptables", "-w", "-t", table, "-C", chain];
         check.extend(spec.iter().map(String::as_str));

@@ -1,0 +1,509 @@
+//! ipamd on the testbed: one agent per node in its namespace, EC2 from the emulator, a gRPC
+//! client standing in for the plugin.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_ec2::types::Filter;
+use testsupport::testbed::{Testbed, vpc_testbed, wait_for};
+
+const HEAD: &str = r#"
+region: us-west-2
+vpc: {cidr: 10.0.0.0/16, secondary_cidrs: [100.64.0.0/16]}
+subnets:
+  - {name: nodes-a, az: us-west-2a, cidr: 10.0.1.0/24}
+  - {name: pods-a,  az: us-west-2a, cidr: 100.64.0.0/19}
+  - {name: pods-a2, az: us-west-2a, cidr: 100.64.64.0/19}
+  - {name: pods-a3, az: us-west-2a, cidr: 100.64.96.0/19}
+  - {name: pods-b,  az: us-west-2b, cidr: 100.64.32.0/19}
+security_groups:
+  - {name: pods, ingress: [{protocol: tcp, ports: "8080", from: "10.0.0.0/8"}]}
+  - {name: nodes, ingress: [{protocol: all, ports: all, from: "10.0.0.0/8"}]}
+"#;
+
+fn config(nodes: &str, eniconfigs: &str, env: &str) -> String {
+    format!("{HEAD}nodes:\n{nodes}eniconfigs:\n{eniconfigs}ipamd_env: {env}\n")
+}
+
+const CUSTOM: &str = r#"{AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG: "true", ENI_CONFIG_LABEL_DEF: topology.kubernetes.io/zone}"#;
+
+struct Eni {
+    id: String,
+    device: i32,
+    subnet: String,
+    groups: Vec<String>,
+    secondaries: usize,
+}
+
+async fn enis(tb: &Testbed, node: &str) -> Vec<Eni> {
+    let ec2 = tb.ec2().await;
+    let out = ec2
+        .describe_network_interfaces()
+        .filters(
+            Filter::builder()
+                .name("attachment.instance-id")
+                .values(tb.instance(node))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut list: Vec<Eni> = out
+        .network_interfaces()
+        .iter()
+        .map(|e| Eni {
+            id: e.network_interface_id().unwrap().to_string(),
+            device: e.attachment().unwrap().device_index().unwrap(),
+            subnet: e.subnet_id().unwrap().to_string(),
+            groups: e
+                .groups()
+                .iter()
+                .map(|g| g.group_id().unwrap().to_string())
+                .collect(),
+            secondaries: e
+                .private_ip_addresses()
+                .iter()
+                .filter(|a| !a.primary().unwrap_or(false))
+                .count(),
+        })
+        .collect();
+    list.sort_by_key(|e| e.device);
+    list
+}
+
+async fn ids(tb: &Testbed) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+    let ec2 = tb.ec2().await;
+    let subnets = ec2.describe_subnets().send().await.unwrap();
+    let subnets = subnets
+        .subnets()
+        .iter()
+        .map(|s| {
+            (
+                s.cidr_block().unwrap().to_string(),
+                s.subnet_id().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let groups = ec2.describe_security_groups().send().await.unwrap();
+    let groups = groups
+        .security_groups()
+        .iter()
+        .filter(|g| {
+            g.vpc_id()
+                .is_some_and(|v| v == tb.status["vpc_id"].as_str().unwrap())
+        })
+        .map(|g| {
+            (
+                g.group_name().unwrap().to_string(),
+                g.group_id().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (subnets, groups)
+}
+
+async fn add(tb: &Testbed, node: &str, container: &str) -> Result<String, tonic::Status> {
+    let mut client = rpc::connect(&tb.socket(node), Duration::from_secs(2))
+        .await
+        .unwrap();
+    let reply = client
+        .add_network(rpc::AddNetworkRequest {
+            client_version: "test".into(),
+            k8s_pod_name: container.into(),
+            k8s_pod_namespace: "default".into(),
+            container_id: container.into(),
+            if_name: "eth0".into(),
+            network_name: "aws-cni".into(),
+            netns: "/var/run/netns/none".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(reply.success);
+    Ok(reply.ip_allocation_metadata[0].i_pv4_addr.clone())
+}
+
+async fn del(tb: &Testbed, node: &str, container: &str) -> rpc::DelNetworkReply {
+    let mut client = rpc::connect(&tb.socket(node), Duration::from_secs(2))
+        .await
+        .unwrap();
+    client
+        .del_network(rpc::DelNetworkRequest {
+            container_id: container.into(),
+            if_name: "eth0".into(),
+            network_name: "aws-cni".into(),
+            reason: "PodDeleted".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn conflist(tb: &Testbed, node: &str) -> std::path::PathBuf {
+    tb.node_dir(node).join("net.d/10-aws.conflist")
+}
+
+async fn wait_enis(tb: &Testbed, node: &str, count: usize, secondaries: usize) -> Vec<Eni> {
+    for _ in 0..150 {
+        let list = enis(tb, node).await;
+        if list.len() == count && list.iter().map(|e| e.secondaries).sum::<usize>() == secondaries {
+            return list;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let list = enis(tb, node).await;
+    let shape: Vec<(i32, usize)> = list.iter().map(|e| (e.device, e.secondaries)).collect();
+    panic!(
+        "{node}: expected {count} ENIs with {secondaries} secondaries, have {shape:?}\n{}",
+        tb.ipamd_log(node)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_networking_puts_pod_enis_in_the_eniconfig_subnet_with_its_groups() {
+    let tb = Testbed::with_agents(None);
+    let (subnets, groups) = ids(&tb).await;
+    for (node, pods_cidr) in [("node-a", "100.64.0.0/19"), ("node-b", "100.64.32.0/19")] {
+        assert!(
+            conflist(&tb, node).exists(),
+            "{node} is not network-ready:\n{}",
+            tb.ipamd_log(node)
+        );
+        let list = wait_enis(&tb, node, 2, 9).await;
+        assert_eq!(
+            list[0].secondaries, 0,
+            "{node}: the primary ENI holds pod addresses"
+        );
+        assert_eq!(
+            list[1].subnet, subnets[pods_cidr],
+            "{node}: pod ENI outside the ENIConfig's subnet"
+        );
+        assert_eq!(list[1].groups, vec![groups["pods"].clone()]);
+        let view = tb.introspect(node, "/v1/enis");
+        let pod_eni = view["enis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == list[1].id.as_str())
+            .unwrap();
+        assert_eq!(pod_eni["subnet_cidr"], pods_cidr);
+        assert_eq!(pod_eni["stale"], false);
+        let primary = view["enis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["primary"] == true)
+            .unwrap();
+        assert_eq!(primary["excluded"], true);
+        let configs = tb.introspect(node, "/v1/eni-configs");
+        assert_eq!(configs["rule"], "node label topology.kubernetes.io/zone");
+    }
+    // First pod address: from the pod subnet of the node's zone.
+    let ip: std::net::Ipv4Addr = add(&tb, "node-a", "c1").await.unwrap().parse().unwrap();
+    assert!(
+        "100.64.0.0/19"
+            .parse::<ipnet::Ipv4Net>()
+            .unwrap()
+            .contains(&ip)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_eniconfig_is_chosen_by_external_label_annotation_label_then_default() {
+    let nodes = r#"  - {name: by-label, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}}
+  - {name: by-annot, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}, annotations: {k8s.amazonaws.com/eniConfig: second}}
+  - {name: by-ext, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a, vpc.amazonaws.com/externalEniConfig: third}, annotations: {k8s.amazonaws.com/eniConfig: second}}
+  - {name: by-default, instance_type: m5.large, subnet: nodes-a}
+"#;
+    let eniconfigs = r#"  - {name: us-west-2a, subnet: pods-a, security_groups: [pods]}
+  - {name: second, subnet: pods-a2, security_groups: [pods]}
+  - {name: third, subnet: pods-a3, security_groups: [pods]}
+  - {name: default, subnet: pods-a, security_groups: [pods]}
+"#;
+    let tb = Testbed::with_agents(Some(&config(nodes, eniconfigs, CUSTOM)));
+    let (subnets, _) = ids(&tb).await;
+    for (node, name, rule, cidr) in [
+        (
+            "by-label",
+            "us-west-2a",
+            "node label topology.kubernetes.io/zone",
+            "100.64.0.0/19",
+        ),
+        (
+            "by-annot",
+            "second",
+            "node annotation k8s.amazonaws.com/eniConfig",
+            "100.64.64.0/19",
+        ),
+        (
+            "by-ext",
+            "third",
+            "node label vpc.amazonaws.com/externalEniConfig",
+            "100.64.96.0/19",
+        ),
+        (
+            "by-default",
+            "default",
+            "no label or annotation names one: the ENIConfig named default",
+            "100.64.0.0/19",
+        ),
+    ] {
+        let configs = tb.introspect(node, "/v1/eni-configs");
+        assert_eq!(
+            (
+                configs["name"].as_str().unwrap(),
+                configs["rule"].as_str().unwrap()
+            ),
+            (name, rule),
+            "{node}"
+        );
+        let list = wait_enis(&tb, node, 2, 9).await;
+        assert_eq!(list[1].subnet, subnets[cidr], "{node}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_eniconfig_keeps_the_node_not_ready_until_it_appears() {
+    let nodes = "  - {name: node-a, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}}\n";
+    let tb = Testbed::with_agents(Some(&config(nodes, "  []\n", CUSTOM)));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        enis(&tb, "node-a").await.len(),
+        1,
+        "an ENI was created without an ENIConfig"
+    );
+    assert!(
+        !conflist(&tb, "node-a").exists(),
+        "CNI config written without an ENIConfig"
+    );
+    let err = add(&tb, "node-a", "c1").await.unwrap_err();
+    assert!(
+        err.message().contains("us-west-2a") && err.message().contains("does not exist"),
+        "{err}"
+    );
+    let configs = tb.introspect("node-a", "/v1/eni-configs");
+    assert_eq!(configs["target"]["state"], "blocked");
+
+    let (subnets, groups) = ids(&tb).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("eniconfig.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: crd.k8s.amazonaws.com/v1alpha1\nkind: ENIConfig\nmetadata: {{name: us-west-2a}}\nspec: {{subnet: {}, securityGroups: [{}]}}\n",
+            subnets["100.64.0.0/19"], groups["pods"]
+        ),
+    )
+    .unwrap();
+    let out = vpc_testbed(&tb.prefix, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took = wait_for(Duration::from_secs(15), || conflist(&tb, "node-a").exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "no CNI config after the ENIConfig appeared:\n{}",
+                tb.ipamd_log("node-a")
+            )
+        });
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let list = wait_enis(&tb, "node-a", 2, 9).await;
+    assert_eq!(list[1].subnet, subnets["100.64.0.0/19"]);
+    assert!(add(&tb, "node-a", "c1").await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eniconfig_without_groups_gets_the_vpc_default_or_the_primarys() {
+    let nodes = r#"  - {name: vpc-default, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}, security_groups: [nodes]}
+  - {name: primary-eni, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}, security_groups: [nodes], ipamd_env: {ENI_CONFIG_SG_FALLBACK: primary-eni}}
+"#;
+    let tb = Testbed::with_agents(Some(&config(
+        nodes,
+        "  - {name: us-west-2a, subnet: pods-a}\n",
+        CUSTOM,
+    )));
+    let ec2 = tb.ec2().await;
+    let default_sg = testbed::seed::default_group(&ec2, tb.status["vpc_id"].as_str().unwrap())
+        .await
+        .unwrap();
+    let (_, groups) = ids(&tb).await;
+    let a = wait_enis(&tb, "vpc-default", 2, 9).await;
+    assert_eq!(a[1].groups, vec![default_sg]);
+    let b = wait_enis(&tb, "primary-eni", 2, 9).await;
+    assert_eq!(b[1].groups, vec![groups["nodes"].clone()]);
+    let configs = tb.introspect("vpc-default", "/v1/eni-configs");
+    assert_eq!(configs["validation"]["groups_defaulted"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eniconfig_subnet_in_another_zone_creates_no_eni_and_says_why() {
+    let nodes = "  - {name: node-a, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}}\n";
+    let tb = Testbed::with_agents(Some(&config(
+        nodes,
+        "  - {name: us-west-2a, subnet: pods-b, security_groups: [pods]}\n",
+        CUSTOM,
+    )));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(enis(&tb, "node-a").await.len(), 1);
+    let calls = tb.calls();
+    assert_eq!(
+        calls["CreateNetworkInterface"]["ok"].as_u64().unwrap_or(0),
+        0,
+        "{calls}"
+    );
+    assert!(!conflist(&tb, "node-a").exists());
+    let configs = tb.introspect("node-a", "/v1/eni-configs");
+    let errors = configs["validation"]["errors"].to_string();
+    assert!(
+        errors.contains("us-west-2b") && errors.contains("us-west-2a"),
+        "{errors}"
+    );
+    assert!(
+        tb.ipamd_log("node-a")
+            .contains("cannot attach across zones")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_pool_reference_rows_without_custom_networking() {
+    let nodes = r#"  - {name: warm-eni, instance_type: t3.small, subnet: nodes-a, ipamd_env: {WARM_ENI_TARGET: "1"}}
+  - {name: warm-ip, instance_type: t3.small, subnet: nodes-a, ipamd_env: {WARM_IP_TARGET: "1", MINIMUM_IP_TARGET: "1"}}
+"#;
+    let tb = Testbed::with_agents(Some(&config(nodes, "  []\n", "{}")));
+    assert_eq!(wait_enis(&tb, "warm-eni", 1, 3).await.len(), 1);
+    assert_eq!(wait_enis(&tb, "warm-ip", 1, 1).await.len(), 1);
+    for node in ["warm-eni", "warm-ip"] {
+        for n in 0..5 {
+            // Each ADD is served from the pool; a momentarily empty pool answers "try again".
+            let mut ok = false;
+            for _ in 0..100 {
+                if add(&tb, node, &format!("pod-{n}")).await.is_ok() {
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(
+                ok,
+                "{node}: pod {n} never got an address\n{}",
+                tb.ipamd_log(node)
+            );
+        }
+    }
+    wait_enis(&tb, "warm-eni", 3, 9).await;
+    wait_enis(&tb, "warm-ip", 2, 6).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_is_idempotent_del_of_unknown_succeeds_and_neither_calls_ec2() {
+    let nodes = "  - {name: node-a, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}, ipamd_env: {MINIMUM_IP_TARGET: \"9\"}}\n";
+    let tb = Testbed::with_agents(Some(&config(
+        nodes,
+        "  - {name: us-west-2a, subnet: pods-a, security_groups: [pods]}\n",
+        CUSTOM,
+    )));
+    wait_enis(&tb, "node-a", 2, 9).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = tb.calls();
+    let first = add(&tb, "node-a", "c1").await.unwrap();
+    assert_eq!(
+        add(&tb, "node-a", "c1").await.unwrap(),
+        first,
+        "a repeated ADD moved the address"
+    );
+    let second = add(&tb, "node-a", "c2").await.unwrap();
+    assert_ne!(first, second);
+    let reply = del(&tb, "node-a", "never-added").await;
+    assert!(reply.success && reply.ip_allocation_metadata.is_empty());
+    let reply = del(&tb, "node-a", "c1").await;
+    assert_eq!(reply.ip_allocation_metadata[0].i_pv4_addr, first);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(tb.calls(), before, "ADD/DEL made EC2 calls");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_allocations_and_a_corrupt_checkpoint_is_moved_aside() {
+    let tb = Testbed::with_agents(None);
+    let mut held = BTreeMap::new();
+    for c in ["c1", "c2", "c3"] {
+        held.insert(c, add(&tb, "node-a", c).await.unwrap());
+    }
+    let restart = |tb: &Testbed, previous: Option<std::process::Child>| {
+        match previous {
+            Some(mut c) => {
+                c.kill().ok();
+                c.wait().ok();
+            }
+            None => {
+                // The daemon's child: SIGKILL it, as a crash would.
+                let pid = tb.node("node-a")["ipamd_pid"].as_i64().unwrap() as i32;
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .ok();
+            }
+        }
+        let _ = std::fs::remove_file(tb.node_dir("node-a").join("ipamd.sock"));
+        let config = testbed::config::Config::load(None).unwrap();
+        let node = config.nodes.iter().find(|n| n.name == "node-a").unwrap();
+        let dir = testbed::agents::NodeDir(tb.node_dir("node-a"));
+        let child =
+            testbed::agents::start_ipamd(&tb.netns("node-a"), &dir, "us-west-2", &config, node)
+                .unwrap();
+        if wait_for(Duration::from_secs(20), || {
+            tb.node_dir("node-a").join("ipamd.sock").exists()
+        })
+        .is_none()
+        {
+            let stderr = std::fs::read_to_string(tb.node_dir("node-a").join("ipamd.stderr"))
+                .unwrap_or_default();
+            let log = tb.ipamd_log("node-a");
+            panic!(
+                "ipamd did not come back:\n{stderr}\n{}",
+                &log[log.len().saturating_sub(3000)..]
+            );
+        }
+        child
+    };
+    let child = restart(&tb, None);
+    for (c, ip) in &held {
+        assert_eq!(
+            &add(&tb, "node-a", c).await.unwrap(),
+            ip,
+            "{c} lost its address across a restart"
+        );
+    }
+    let fresh = add(&tb, "node-a", "c4").await.unwrap();
+    assert!(
+        !held.values().any(|ip| *ip == fresh),
+        "a held address was handed out again"
+    );
+
+    std::fs::write(
+        tb.node_dir("node-a").join("ipam.json"),
+        b"{\"version\":\"vpc-cni-ipam/1\",\"allo",
+    )
+    .unwrap();
+    let mut child = restart(&tb, Some(child));
+    let aside: Vec<_> = std::fs::read_dir(tb.node_dir("node-a"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("ipam.json.corrupt-")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "the corrupt checkpoint was not kept aside");
+    let pool = tb.introspect("node-a", "/v1/pool");
+    assert!(pool["stats"]["total"].as_u64().unwrap() >= 9, "{pool}");
+    assert!(tb.ipamd_log("node-a").contains("moved aside"));
+    child.kill().ok();
+    child.wait().ok();
+}

@@ -1,0 +1,281 @@
+//! A testbed per test, with its own prefix, always taken down (also when the test fails).
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A binary of this workspace's build (next to the test's `deps/` directory).
+pub fn workspace_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap();
+    let dir = if dir.ends_with("deps") {
+        dir.parent().unwrap()
+    } else {
+        dir
+    };
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace)",
+        path.display()
+    );
+    path
+}
+
+pub fn vpc_testbed(prefix: &str, args: &[&str]) -> Output {
+    Command::new(workspace_bin("vpc-testbed"))
+        .arg("--prefix")
+        .arg(prefix)
+        .args(args)
+        .output()
+        .expect("run vpc-testbed")
+}
+
+fn unique_prefix() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    format!("t{:05x}{n}", std::process::id() % 0xfffff)
+}
+
+pub struct Testbed {
+    pub prefix: String,
+    pub status: serde_json::Value,
+    _config: Option<tempfile::TempDir>,
+}
+
+impl Testbed {
+    /// The default testbed without agents.
+    pub fn up(extra: &[&str]) -> Testbed {
+        let mut args = vec!["--no-agents"];
+        args.extend_from_slice(extra);
+        Self::start(None, &args)
+    }
+
+    /// A testbed from a config text, with one ipamd per node.
+    pub fn with_agents(config: Option<&str>) -> Testbed {
+        Self::start(config, &[])
+    }
+
+    fn start(config: Option<&str>, extra: &[&str]) -> Testbed {
+        let prefix = unique_prefix();
+        let dir = config.map(|text| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join("testbed.yaml"), text).unwrap();
+            dir
+        });
+        let config_path = dir
+            .as_ref()
+            .map(|d| d.path().join("testbed.yaml").display().to_string());
+        let mut args = vec!["up"];
+        if let Some(p) = &config_path {
+            args.extend(["--config", p.as_str()]);
+        }
+        args.extend_from_slice(extra);
+        let out = vpc_testbed(&prefix, &args);
+        // Taken down on drop even if `up` half-failed.
+        let mut tb = Testbed {
+            prefix,
+            status: serde_json::Value::Null,
+            _config: dir,
+        };
+        assert!(
+            out.status.success(),
+            "up failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tb.refresh();
+        tb
+    }
+
+    pub fn refresh(&mut self) {
+        let s = vpc_testbed(&self.prefix, &["status", "--json"]);
+        assert!(
+            s.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&s.stderr)
+        );
+        self.status = serde_json::from_slice(&s.stdout).unwrap();
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.status["ec2_endpoint"].as_str().unwrap().to_string()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.endpoint().rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    pub fn node(&self, name: &str) -> &serde_json::Value {
+        self.status["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .unwrap()
+    }
+
+    pub fn netns(&self, node: &str) -> String {
+        self.node(node)["netns"].as_str().unwrap().to_string()
+    }
+
+    pub fn instance(&self, node: &str) -> String {
+        self.node(node)["instance_id"].as_str().unwrap().to_string()
+    }
+
+    pub fn router(&self) -> String {
+        format!("{}-router", self.prefix)
+    }
+
+    /// The node's own directory (manifests, socket, checkpoint, logs).
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        PathBuf::from(self.status["state_dir"].as_str().unwrap())
+            .join("nodes")
+            .join(node)
+    }
+
+    pub fn socket(&self, node: &str) -> String {
+        format!(
+            "unix://{}",
+            self.node_dir(node).join("ipamd.sock").display()
+        )
+    }
+
+    pub async fn ec2(&self) -> aws_sdk_ec2::Client {
+        ::testbed::daemon::sdk_client(&self.endpoint(), "us-west-2").await
+    }
+
+    /// GET on the node's introspection endpoint (inside its namespace).
+    pub fn introspect(&self, node: &str, path: &str) -> serde_json::Value {
+        let ns = netns::Netns::named(&self.netns(node)).unwrap();
+        let (status, body) = ns
+            .run(|| {
+                ::testbed::emulator::http_json(61679, "GET", path, None, Duration::from_secs(10))
+            })
+            .unwrap()
+            .unwrap_or_else(|e| panic!("introspection {path} on {node}: {e}"));
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    }
+
+    /// The emulator's per-action call counts.
+    pub fn calls(&self) -> serde_json::Value {
+        ::testbed::emulator::http_json(
+            self.port(),
+            "GET",
+            "/_testbed/calls",
+            None,
+            Duration::from_secs(10),
+        )
+        .unwrap()
+        .1
+    }
+
+    pub fn ipamd_log(&self, node: &str) -> String {
+        std::fs::read_to_string(self.node_dir(node).join("ipamd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        let out = vpc_testbed(&self.prefix, &["down"]);
+        if !out.status.success() {
+            eprintln!("down failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+pub fn ip(ns: &str, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .arg("-n")
+        .arg(ns)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ip -n {ns} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits up to `limit` for `f` to hold; returns how long it took.
+pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if f() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// The name of the link with this MAC in `ns`, if any.
+pub fn link_with_mac(ns: &str, mac: &str) -> Option<String> {
+    ip(ns, &["-o", "link"])
+        .lines()
+        .find(|l| l.contains(mac))
+        .map(|l| {
+            l.split(':')
+                .nth(1)
+                .unwrap()
+                .trim()
+                .split('@')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+}
+
+/// A listener opened inside a namespace; accepts in the background.
+pub fn listen_in(ns: &str, addr: SocketAddr) -> TcpListener {
+    let handle = netns::Netns::named(ns).unwrap();
+    let l = handle.run(|| TcpListener::bind(addr)).unwrap().unwrap();
+    let clone = l.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for s in clone.incoming().flatten() {
+            drop(s)
+        }
+    });
+    l
+}
+
+/// Connects from inside a namespace, from a given source address.
+pub fn connect_from(ns: &str, source: Option<Ipv4Addr>, to: SocketAddr) -> std::io::Result<()> {
+    let handle = netns::Netns::named(ns).unwrap();
+    handle
+        .run(|| {
+            let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+            if let Some(src) = source {
+                socket.bind(&SocketAddr::from((src, 0)).into())?;
+            }
+            socket.connect_timeout(&to.into(), Duration::from_secs(2))?;
+            let _: TcpStream = socket.into();
+            Ok(())
+        })
+        .unwrap()
+}
+
+/// The root namespace's links, addresses, routes, rules and firewall, to compare before/after.
+pub fn root_snapshot() -> String {
+    let mut out = String::new();
+    for args in [
+        &["ip", "-o", "link", "show"][..],
+        &["ip", "-o", "addr", "show"][..],
+        &["ip", "route", "show", "table", "all"][..],
+        &["ip", "rule", "show"][..],
+        &["iptables-save"][..],
+    ] {
+        let o = Command::new(args[0]).args(&args[1..]).output().unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        // iptables-save stamps the time; packet counters move with any traffic.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            out.push_str(line.split(" [").next().unwrap());
+            out.push('\n');
+        }
+    }
+    out
+}
