@@ -352,6 +352,7 @@ fn serve_grpc(
 ) -> Result<impl std::future::Future<Output = ()>, AppError> {
     let address = node.cli.options.grpc_address.clone();
     let (health_reporter, health) = tonic_health::server::health_reporter();
+    let node_for_health = node.clone();
     let backend = rpc::cni_backend_server::CniBackendServer::new(Backend { node });
     let router = tonic::transport::Server::builder()
         .add_service(health)
@@ -391,10 +392,37 @@ fn serve_grpc(
         )
     };
     info!(address, "serving gRPC");
+    // rpc.CNIBackend is SERVING only while an ADD would get an address (the plugin's STATUS);
+    // the overall service ("") stays SERVING while ipamd runs (liveness).
+    let status_node = node_for_health;
+    let mut status_stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            let serving = {
+                let st = status_node.lock();
+                let stats = st.ds.stats(Time::now());
+                stats.total > stats.assigned && matches!(st.target, Some(Target::Ready { .. }))
+            };
+            if last != Some(serving) {
+                if serving {
+                    health_reporter
+                        .set_serving::<rpc::cni_backend_server::CniBackendServer<Backend>>()
+                        .await;
+                } else {
+                    health_reporter
+                        .set_not_serving::<rpc::cni_backend_server::CniBackendServer<Backend>>()
+                        .await;
+                }
+                last = Some(serving);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = status_stop.changed() => return,
+            }
+        }
+    });
     Ok(async move {
-        health_reporter
-            .set_serving::<rpc::cni_backend_server::CniBackendServer<Backend>>()
-            .await;
         let result = match listener {
             Listener::Unix(l) => {
                 router

@@ -14,6 +14,16 @@ pub async fn connect(
     timeout: std::time::Duration,
 ) -> Result<cni_backend_client::CniBackendClient<tonic::transport::Channel>, tonic::transport::Error>
 {
+    Ok(cni_backend_client::CniBackendClient::new(
+        channel(address, timeout).await?,
+    ))
+}
+
+/// A channel to ipamd (for the CNIBackend client or the health client).
+pub async fn channel(
+    address: &str,
+    timeout: std::time::Duration,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     let channel = if let Some(path) = address.strip_prefix("unix://") {
         let path = path.to_string();
         // The URI is required by the API but unused: the connector dials the socket.
@@ -35,5 +45,5 @@ pub async fn connect(
             .connect()
             .await?
     };
-    Ok(cni_backend_client::CniBackendClient::new(channel))
+    Ok(channel)
 }

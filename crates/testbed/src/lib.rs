@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod emulator;
 pub mod fabric;
 pub mod network;
+pub mod pods;
 pub mod relay;
 pub mod seed;
 pub mod state;

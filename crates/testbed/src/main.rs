@@ -48,6 +48,11 @@ enum Cmd {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Create or delete a pod with the node's real CNI plugins; `add` prints the CNI result.
+    Pod {
+        #[command(subcommand)]
+        action: PodCmd,
+    },
     /// Add or replace Node and ENIConfig objects in the standalone manifests of every node (or
     /// one); each ipamd picks them up while running.
     Apply {
@@ -81,6 +86,36 @@ enum Cmd {
     },
 }
 
+#[derive(Subcommand)]
+enum PodCmd {
+    Add {
+        node: String,
+        name: String,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Use this conflist instead of the node's.
+        #[arg(long)]
+        conflist: Option<PathBuf>,
+        /// Ask the plugins for this CNI version.
+        #[arg(long)]
+        cni_version: Option<String>,
+    },
+    Del {
+        node: String,
+        name: String,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
+    /// Run CHECK (or another verb) on a pod with its recorded result.
+    Invoke {
+        node: String,
+        name: String,
+        command: String,
+        #[arg(long, default_value = "default")]
+        namespace: String,
+    },
+}
+
 fn parse_prefix(v: &str) -> Result<String, String> {
     if !v.is_empty()
         && v.len() <= 8
@@ -101,6 +136,7 @@ fn main() -> ExitCode {
         Cmd::Status { json } => status(&cli.prefix, json),
         Cmd::Exec { target, command } => exec(&cli.prefix, &target, &command),
         Cmd::Ec2 { listen, args } => ec2(&listen, &args),
+        Cmd::Pod { action } => pod(&cli.prefix, action),
         Cmd::Apply { file, node } => apply(&cli.prefix, &file, node.as_deref()),
         Cmd::Delete { kind, name, node } => delete(&cli.prefix, &kind, &name, node.as_deref()),
         Cmd::Daemon { config, no_agents } => {
@@ -352,5 +388,48 @@ fn delete(prefix: &str, kind: &str, name: &str, node: Option<&str>) -> Result<()
         Ok(())
     } else {
         Err(format!("no ENIConfig {name:?} on the chosen nodes"))
+    }
+}
+
+fn pod(prefix: &str, action: PodCmd) -> Result<(), String> {
+    use testbed::pods;
+    match action {
+        PodCmd::Add {
+            node,
+            name,
+            namespace,
+            conflist,
+            cni_version,
+        } => {
+            let options = pods::PodOptions {
+                conflist,
+                cni_version,
+            };
+            let result =
+                pods::add(prefix, &node, &name, &namespace, &options).map_err(|e| e.to_string())?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?
+            );
+            Ok(())
+        }
+        PodCmd::Del {
+            node,
+            name,
+            namespace,
+        } => pods::del(prefix, &node, &name, &namespace).map_err(|e| e.to_string()),
+        PodCmd::Invoke {
+            node,
+            name,
+            command,
+            namespace,
+        } => {
+            let out = pods::invoke(prefix, &node, &name, &namespace, &command)
+                .map_err(|e| e.to_string())?;
+            if !out.is_null() {
+                println!("{out}");
+            }
+            Ok(())
+        }
     }
 }

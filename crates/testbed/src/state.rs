@@ -54,9 +54,21 @@ impl Status {
         state_dir(prefix).join("status.json")
     }
 
+    /// The run's status, with its pods (each `pod add` keeps its own record).
     pub fn read(prefix: &str) -> Option<Status> {
         let text = std::fs::read_to_string(Self::path(prefix)).ok()?;
-        serde_json::from_str(&text).ok()
+        let mut status: Status = serde_json::from_str(&text).ok()?;
+        status.pods = crate::pods::records(prefix)
+            .into_iter()
+            .map(|r| PodStatus {
+                node: r.node,
+                name: r.name,
+                namespace: r.namespace,
+                netns: r.netns,
+                ip: r.ip,
+            })
+            .collect();
+        Some(status)
     }
 
     pub fn write(&self) -> std::io::Result<()> {

@@ -1,0 +1,52 @@
+//! CNI error objects (`{"cniVersion","code","msg","details"}`) with the spec's codes.
+
+use serde_json::json;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    IncompatibleVersion = 1,
+    UnsupportedField = 2,
+    UnknownContainer = 3,
+    InvalidConfig = 4,
+    Io = 5,
+    Decode = 6,
+    InvalidEnv = 7,
+    TryAgainLater = 11,
+    /// STATUS: the plugin cannot serve ADDs now.
+    NotAvailable = 50,
+    /// Ours (100+ is plugin-specific): ipamd refused or the datapath failed.
+    Plugin = 100,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{msg}")]
+pub struct CniError {
+    pub code: Code,
+    pub msg: String,
+    pub details: String,
+}
+
+impl CniError {
+    pub fn new(code: Code, msg: impl Into<String>) -> Self {
+        CniError {
+            code,
+            msg: msg.into(),
+            details: String::new(),
+        }
+    }
+
+    pub fn with_details(mut self, details: impl Into<String>) -> Self {
+        self.details = details.into();
+        self
+    }
+
+    pub fn to_json(&self, cni_version: &str) -> String {
+        json!({
+            "cniVersion": cni_version,
+            "code": self.code as u32,
+            "msg": self.msg,
+            "details": self.details,
+        })
+        .to_string()
+    }
+}

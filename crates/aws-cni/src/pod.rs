@@ -1,0 +1,321 @@
+//! The pod's datapath (`datapath.md`): a veth pair with the pod end born in the pod's
+//! namespace, the pod's /32 address, its gateway 169.254.1.1 with a permanent neighbour entry,
+//! and on the node a host route and the to-pod / from-pod rules.
+
+use std::io::Read;
+use std::net::Ipv4Addr;
+
+use ipnet::Ipv4Net;
+use netlink::{Link, MAIN_TABLE, Netlink, Route, Rule};
+use netns::Netns;
+use sha1::{Digest, Sha1};
+
+use crate::error::{CniError, Code};
+use crate::result::GATEWAY;
+
+pub const TO_POD_PRIORITY: u32 = 512;
+pub const FROM_POD_PRIORITY: u32 = 1536;
+
+/// `<prefix>` + the first 11 hex characters of SHA-1 of `"<namespace>.<name>"` (or of the
+/// container id when the runtime sends no pod name).
+pub fn host_veth_name(prefix: &str, namespace: &str, name: &str, container_id: &str) -> String {
+    let input = if name.is_empty() {
+        container_id.to_string()
+    } else {
+        format!("{namespace}.{name}")
+    };
+    let digest = Sha1::digest(input.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}{}", &hex[..11])
+}
+
+/// A random locally administered unicast MAC.
+fn random_mac() -> [u8; 6] {
+    let mut m = [0u8; 6];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut m);
+    }
+    m[0] = (m[0] | 0x02) & 0xfe;
+    m
+}
+
+fn plugin(msg: String) -> CniError {
+    CniError::new(Code::Plugin, msg)
+}
+
+fn nl_err(e: netlink::NetlinkError) -> CniError {
+    plugin(e.to_string())
+}
+
+fn to_rule(ip: Ipv4Addr) -> Rule {
+    Rule {
+        priority: TO_POD_PRIORITY,
+        src: None,
+        dst: Some(Ipv4Net::from(ip)),
+        table: MAIN_TABLE,
+        fwmark: None,
+    }
+}
+
+fn from_rule(ip: Ipv4Addr, table: u32) -> Rule {
+    Rule {
+        priority: FROM_POD_PRIORITY,
+        src: Some(Ipv4Net::from(ip)),
+        dst: None,
+        table,
+        fwmark: None,
+    }
+}
+
+fn host_route(ip: Ipv4Addr, index: u32) -> Route {
+    Route::link_scope(Ipv4Net::from(ip), index, MAIN_TABLE)
+}
+
+pub struct Built {
+    pub host: Link,
+    pub pod_mac: [u8; 6],
+}
+
+pub struct PodSpec<'a> {
+    pub host_if: &'a str,
+    pub pod_if: &'a str,
+    pub ip: Ipv4Addr,
+    pub mtu: u32,
+    pub table: u32,
+}
+
+/// Builds everything; the caller undoes it with [`remove`] if this fails.
+pub async fn build(node: &Netlink, pod_ns: &Netns, spec: &PodSpec<'_>) -> Result<Built, CniError> {
+    // A stale link with this name (a previous sandbox of the same pod) goes first.
+    node.delete_link_by_name(spec.host_if)
+        .await
+        .map_err(nl_err)?;
+    let host = node
+        .create_veth(
+            spec.host_if,
+            Some(random_mac()),
+            spec.pod_if,
+            pod_ns,
+            spec.mtu,
+        )
+        .await
+        .map_err(nl_err)?;
+    node.set_up(host.index).await.map_err(nl_err)?;
+    let host_mac = host
+        .mac
+        .ok_or_else(|| plugin(format!("{} has no MAC", spec.host_if)))?;
+
+    let pod = Netlink::connect_in(pod_ns).await.map_err(nl_err)?;
+    let link = pod
+        .link_by_name(spec.pod_if)
+        .await
+        .map_err(nl_err)?
+        .ok_or_else(|| {
+            plugin(format!(
+                "{} did not appear in {}",
+                spec.pod_if,
+                pod_ns.path().display()
+            ))
+        })?;
+    pod.add_address(link.index, Ipv4Net::from(spec.ip))
+        .await
+        .map_err(nl_err)?;
+    pod.set_up(link.index).await.map_err(nl_err)?;
+    pod.replace_route(&Route::link_scope(
+        Ipv4Net::from(GATEWAY),
+        link.index,
+        MAIN_TABLE,
+    ))
+    .await
+    .map_err(nl_err)?;
+    pod.replace_route(&Route::default_via(GATEWAY, link.index, MAIN_TABLE))
+        .await
+        .map_err(nl_err)?;
+    pod.replace_neighbour(link.index, GATEWAY, host_mac)
+        .await
+        .map_err(nl_err)?;
+
+    node.replace_route(&host_route(spec.ip, host.index))
+        .await
+        .map_err(nl_err)?;
+    node.add_rule(&to_rule(spec.ip)).await.map_err(nl_err)?;
+    if spec.table != MAIN_TABLE {
+        node.add_rule(&from_rule(spec.ip, spec.table))
+            .await
+            .map_err(nl_err)?;
+    }
+    Ok(Built {
+        host,
+        pod_mac: link.mac.unwrap_or_default(),
+    })
+}
+
+/// Removes the node's rules and route and the host veth (the pod end goes with it). Keeps going
+/// past failures; what is already gone counts as removed.
+pub async fn remove(
+    node: &Netlink,
+    host_if: &str,
+    ip: Option<Ipv4Addr>,
+    table: Option<u32>,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    if let Some(ip) = ip {
+        if let Err(e) = node.delete_rule(&to_rule(ip)).await {
+            errors.push(e.to_string());
+        }
+        // Without ipamd the table is unknown: remove any from-pod rule of this address.
+        let tables: Vec<u32> = match table {
+            Some(t) if t != MAIN_TABLE => vec![t],
+            Some(_) => Vec::new(),
+            None => match node.rules().await {
+                Ok(rules) => rules
+                    .into_iter()
+                    .filter(|r| r.priority == FROM_POD_PRIORITY && r.src == Some(Ipv4Net::from(ip)))
+                    .map(|r| r.table)
+                    .collect(),
+                Err(e) => {
+                    errors.push(e.to_string());
+                    Vec::new()
+                }
+            },
+        };
+        for t in tables {
+            if let Err(e) = node.delete_rule(&from_rule(ip, t)).await {
+                errors.push(e.to_string());
+            }
+        }
+    }
+    match node.link_by_name(host_if).await {
+        Ok(Some(link)) => {
+            if let Some(ip) = ip
+                && let Err(e) = node.delete_route(&host_route(ip, link.index)).await
+            {
+                errors.push(e.to_string());
+            }
+            if let Err(e) = node.delete_link(link.index).await
+                && !e.is_not_found()
+            {
+                errors.push(e.to_string());
+            }
+        }
+        Ok(None) => {}
+        Err(e) => errors.push(e.to_string()),
+    }
+    errors
+}
+
+/// Verifies the pod's interface, address, routes and neighbour, and the node's rules.
+pub async fn check(node: &Netlink, pod_ns: &Netns, spec: &PodSpec<'_>) -> Result<(), CniError> {
+    let differs = |what: String| CniError::new(Code::Plugin, format!("CHECK: {what}"));
+    let host = node
+        .link_by_name(spec.host_if)
+        .await
+        .map_err(nl_err)?
+        .ok_or_else(|| differs(format!("host veth {} is missing", spec.host_if)))?;
+    let pod = Netlink::connect_in(pod_ns).await.map_err(nl_err)?;
+    let link = pod
+        .link_by_name(spec.pod_if)
+        .await
+        .map_err(nl_err)?
+        .ok_or_else(|| {
+            differs(format!(
+                "{} is missing in {}",
+                spec.pod_if,
+                pod_ns.path().display()
+            ))
+        })?;
+    if !pod
+        .addresses(link.index)
+        .await
+        .map_err(nl_err)?
+        .contains(&Ipv4Net::from(spec.ip))
+    {
+        return Err(differs(format!(
+            "{} does not hold {}/32",
+            spec.pod_if, spec.ip
+        )));
+    }
+    let routes = pod.routes(MAIN_TABLE).await.map_err(nl_err)?;
+    if !routes
+        .iter()
+        .any(|r| r.dst == Ipv4Net::from(GATEWAY) && r.oif == Some(link.index))
+    {
+        return Err(differs(format!(
+            "the route to {GATEWAY} via {} is missing in the pod",
+            spec.pod_if
+        )));
+    }
+    if !routes
+        .iter()
+        .any(|r| r.dst.prefix_len() == 0 && r.gateway == Some(GATEWAY))
+    {
+        return Err(differs(format!(
+            "the pod's default route via {GATEWAY} is missing"
+        )));
+    }
+    let neighbours = pod.neighbours(link.index).await.map_err(nl_err)?;
+    if !neighbours
+        .iter()
+        .any(|(ip, mac, permanent)| *ip == GATEWAY && Some(*mac) == host.mac && *permanent)
+    {
+        return Err(differs(format!(
+            "the permanent neighbour entry {GATEWAY} -> {} is missing",
+            spec.host_if
+        )));
+    }
+    let node_routes = node.routes(MAIN_TABLE).await.map_err(nl_err)?;
+    if !node_routes
+        .iter()
+        .any(|r| r.dst == Ipv4Net::from(spec.ip) && r.oif == Some(host.index))
+    {
+        return Err(differs(format!(
+            "the node's route {}/32 dev {} is missing",
+            spec.ip, spec.host_if
+        )));
+    }
+    let rules = node.rules().await.map_err(nl_err)?;
+    if !rules.contains(&to_rule(spec.ip)) {
+        return Err(differs(format!(
+            "the node's rule to {} lookup main (priority {TO_POD_PRIORITY}) is missing",
+            spec.ip
+        )));
+    }
+    if spec.table != MAIN_TABLE && !rules.contains(&from_rule(spec.ip, spec.table)) {
+        return Err(differs(format!(
+            "the node's rule from {} lookup {} (priority {FROM_POD_PRIORITY}) is missing",
+            spec.ip, spec.table
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn veth_names() {
+        let n = host_veth_name("eni", "default", "web", "abc");
+        assert_eq!(n.len(), 14);
+        assert!(n.starts_with("eni"));
+        // SHA-1("default.web") = 0b0b5bb9...
+        let digest: String = Sha1::digest(b"default.web")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(&n[3..], &digest[..11]);
+        assert_ne!(
+            host_veth_name("eni", "", "", "container-1"),
+            host_veth_name("eni", "", "", "container-2")
+        );
+        assert!(host_veth_name("abcd", "ns", "p", "c").len() <= 15);
+    }
+
+    #[test]
+    fn macs_are_local_unicast() {
+        for _ in 0..20 {
+            let m = random_mac();
+            assert_eq!(m[0] & 0x03, 0x02);
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! Pods on the testbed, made the way a container runtime makes them: a network namespace, then
+//! every plugin of the node's installed conflist executed in turn inside the node's namespace,
+//! with the standard `CNI_*` environment and the network configuration on stdin.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::TestbedError;
+use crate::agents::{NodeDir, sibling_binary};
+use crate::cmd;
+use crate::state::{Status, state_dir};
+
+/// Where the Debian plugins (portmap, tuning, ptp, host-local) live.
+pub const SYSTEM_CNI_DIR: &str = "/usr/lib/cni";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PodRecord {
+    pub node: String,
+    pub name: String,
+    pub namespace: String,
+    pub netns: String,
+    pub container_id: String,
+    pub ip: String,
+    /// The conflist used and the chain's final result (prevResult of DEL).
+    pub conflist: Value,
+    pub result: Value,
+}
+
+pub struct PodOptions {
+    /// Another conflist than the node's (e.g. with more chained plugins).
+    pub conflist: Option<PathBuf>,
+    /// Override the conflist's cniVersion.
+    pub cni_version: Option<String>,
+}
+
+fn other(msg: String) -> TestbedError {
+    TestbedError::Other(msg)
+}
+
+fn record_path(prefix: &str, node: &str, namespace: &str, name: &str) -> PathBuf {
+    state_dir(prefix)
+        .join("pods")
+        .join(node)
+        .join(format!("{namespace}_{name}.json"))
+}
+
+/// Every pod record of a run, for `status`.
+pub fn records(prefix: &str) -> Vec<PodRecord> {
+    let mut out = Vec::new();
+    let Ok(nodes) = std::fs::read_dir(state_dir(prefix).join("pods")) else {
+        return out;
+    };
+    for node in nodes.flatten() {
+        for f in std::fs::read_dir(node.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(text) = std::fs::read_to_string(f.path())
+                && let Ok(r) = serde_json::from_str::<PodRecord>(&text)
+            {
+                out.push(r);
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.node, &a.namespace, &a.name).cmp(&(&b.node, &b.namespace, &b.name)));
+    out
+}
+
+fn container_id(prefix: &str, node: &str, namespace: &str, name: &str) -> String {
+    let mut parts = Vec::new();
+    for salt in 0u8..4 {
+        let mut h = DefaultHasher::new();
+        (salt, prefix, node, namespace, name).hash(&mut h);
+        parts.push(format!("{:016x}", h.finish()));
+    }
+    parts.concat()
+}
+
+fn cni_path() -> String {
+    let ours = sibling_binary("aws-cni", "VPC_TESTBED_AWS_CNI");
+    let dir = ours.parent().map(Path::to_path_buf).unwrap_or_default();
+    format!("{}:{SYSTEM_CNI_DIR}", dir.display())
+}
+
+fn find_plugin(path: &str, plugin: &str) -> Result<PathBuf, TestbedError> {
+    path.split(':')
+        .map(|d| Path::new(d).join(plugin))
+        .find(|p| p.exists())
+        .ok_or_else(|| other(format!("CNI plugin {plugin:?} is not in CNI_PATH {path}")))
+}
+
+struct Invocation<'a> {
+    node_netns: &'a str,
+    command: &'a str,
+    container_id: &'a str,
+    netns: &'a str,
+    args: String,
+}
+
+/// Runs one plugin as a runtime does; returns its stdout (the result) or the CNI error.
+fn exec(inv: &Invocation, plugin: &str, stdin: &Value) -> Result<Value, TestbedError> {
+    let path = cni_path();
+    let binary = find_plugin(&path, plugin)?;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", inv.node_netns])
+        .arg(&binary)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("CNI_COMMAND", inv.command)
+        .env("CNI_CONTAINERID", inv.container_id)
+        .env("CNI_NETNS", inv.netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_ARGS", &inv.args)
+        .env("CNI_PATH", &path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| other(format!("run {}: {e}", binary.display())))?;
+    if let Some(mut s) = child.stdin.take() {
+        s.write_all(stdin.to_string().as_bytes())
+            .map_err(|e| other(e.to_string()))?;
+    }
+    let out = child.wait_with_output().map_err(|e| other(e.to_string()))?;
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        return Err(other(format!("{plugin} {}: {text} {stderr}", inv.command)));
+    }
+    if text.is_empty() {
+        return Ok(Value::Null);
+    }
+    serde_json::from_str(&text).map_err(|e| {
+        other(format!(
+            "{plugin} {} printed no JSON ({e}): {text}",
+            inv.command
+        ))
+    })
+}
+
+/// The network configuration for plugin `i` of a conflist, as libcni builds it.
+fn netconf(list: &Value, i: usize, version: &str, prev: Option<&Value>) -> Value {
+    let mut conf = list["plugins"][i].clone();
+    conf["name"] = list["name"].clone();
+    conf["cniVersion"] = json!(version);
+    if let Some(p) = prev.filter(|p| !p.is_null()) {
+        conf["prevResult"] = p.clone();
+    }
+    conf
+}
+
+fn node_of<'a>(
+    status: &'a Status,
+    node: &str,
+) -> Result<&'a crate::state::NodeStatus, TestbedError> {
+    status
+        .nodes
+        .iter()
+        .find(|n| n.name == node)
+        .ok_or_else(|| other(format!("no node {node:?} in testbed {}", status.prefix)))
+}
+
+pub fn add(
+    prefix: &str,
+    node: &str,
+    name: &str,
+    namespace: &str,
+    options: &PodOptions,
+) -> Result<Value, TestbedError> {
+    let status =
+        Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
+    let n = node_of(&status, node)?;
+    let conflist_path = match &options.conflist {
+        Some(p) => p.clone(),
+        None => NodeDir::new(Path::new(&status.state_dir), node).conflist(),
+    };
+    let list: Value = match std::fs::read_to_string(&conflist_path) {
+        Ok(t) => serde_json::from_str(&t)
+            .map_err(|e| other(format!("{}: {e}", conflist_path.display())))?,
+        Err(_) => {
+            return Err(other(format!(
+                "node {node} is not network-ready: it has no CNI config ({}); see its ipamd.log",
+                conflist_path.display()
+            )));
+        }
+    };
+    let version = options
+        .cni_version
+        .clone()
+        .unwrap_or_else(|| list["cniVersion"].as_str().unwrap_or("1.0.0").to_string());
+    let netns_name = format!("{}-{node}-{namespace}-{name}", prefix);
+    let netns = format!("/run/netns/{netns_name}");
+    if !Path::new(&netns).exists() {
+        cmd::run(&["ip", "netns", "add", &netns_name])?;
+        cmd::ip(&netns_name, &["link", "set", "lo", "up"])?;
+    }
+    let id = container_id(prefix, node, namespace, name);
+    let inv = Invocation {
+        node_netns: &n.netns,
+        command: "ADD",
+        container_id: &id,
+        netns: &netns,
+        args: format!(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={id}"
+        ),
+    };
+    let plugins = list["plugins"].as_array().map(Vec::len).unwrap_or(0);
+    let mut result = Value::Null;
+    for i in 0..plugins {
+        let plugin = list["plugins"][i]["type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let conf = netconf(&list, i, &version, Some(&result));
+        match exec(&inv, &plugin, &conf) {
+            Ok(r) => result = r,
+            Err(e) => {
+                // The runtime's part of a failed ADD: remove the sandbox's namespace.
+                let _ = cmd::run(&["ip", "netns", "del", &netns_name]);
+                return Err(e);
+            }
+        }
+    }
+    let ip = result["ips"][0]["address"]
+        .as_str()
+        .unwrap_or_default()
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let record = PodRecord {
+        node: node.to_string(),
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        netns: netns_name,
+        container_id: id,
+        ip,
+        conflist: list,
+        result: result.clone(),
+    };
+    let path = record_path(prefix, node, namespace, name);
+    ipam::checkpoint::write_atomic(
+        &path,
+        &serde_json::to_vec_pretty(&record).unwrap_or_default(),
+    )
+    .map_err(|e| other(format!("{}: {e}", path.display())))?;
+    Ok(result)
+}
+
+pub fn del(prefix: &str, node: &str, name: &str, namespace: &str) -> Result<(), TestbedError> {
+    let status =
+        Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
+    let n = node_of(&status, node)?;
+    let path = record_path(prefix, node, namespace, name);
+    let record: Option<PodRecord> = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let netns_name = format!("{}-{node}-{namespace}-{name}", prefix);
+    let id = container_id(prefix, node, namespace, name);
+    let list = match &record {
+        Some(r) => r.conflist.clone(),
+        None => {
+            let p = NodeDir::new(Path::new(&status.state_dir), node).conflist();
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap_or_default())
+                .unwrap_or(Value::Null)
+        }
+    };
+    let version = list["cniVersion"].as_str().unwrap_or("1.0.0").to_string();
+    let version = record
+        .as_ref()
+        .and_then(|r| r.result["cniVersion"].as_str().map(str::to_string))
+        .unwrap_or(version);
+    let inv = Invocation {
+        node_netns: &n.netns,
+        command: "DEL",
+        container_id: &id,
+        netns: &format!("/run/netns/{netns_name}"),
+        args: format!(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={id}"
+        ),
+    };
+    let prev = record.as_ref().map(|r| r.result.clone());
+    let plugins = list["plugins"].as_array().map(Vec::len).unwrap_or(0);
+    let mut errors = Vec::new();
+    for i in (0..plugins).rev() {
+        let plugin = list["plugins"][i]["type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if let Err(e) = exec(&inv, &plugin, &netconf(&list, i, &version, prev.as_ref())) {
+            errors.push(e.to_string());
+        }
+    }
+    let _ = cmd::run(&["ip", "netns", "del", &netns_name]);
+    let _ = std::fs::remove_file(&path);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(other(errors.join("; ")))
+    }
+}
+
+/// Runs one CNI command (CHECK, STATUS, …) for a pod with its recorded prevResult.
+pub fn invoke(
+    prefix: &str,
+    node: &str,
+    name: &str,
+    namespace: &str,
+    command: &str,
+) -> Result<Value, TestbedError> {
+    let status =
+        Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
+    let n = node_of(&status, node)?;
+    let path = record_path(prefix, node, namespace, name);
+    let record: PodRecord = serde_json::from_str(
+        &std::fs::read_to_string(&path).map_err(|e| other(format!("{}: {e}", path.display())))?,
+    )
+    .map_err(|e| other(e.to_string()))?;
+    let version = record.result["cniVersion"]
+        .as_str()
+        .unwrap_or("1.0.0")
+        .to_string();
+    let inv = Invocation {
+        node_netns: &n.netns,
+        command,
+        container_id: &record.container_id,
+        netns: &format!("/run/netns/{}", record.netns),
+        args: format!("IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name}"),
+    };
+    exec(
+        &inv,
+        "aws-cni",
+        &netconf(&record.conflist, 0, &version, Some(&record.result)),
+    )
+}
