@@ -256,9 +256,10 @@ pub async fn status(conf: &NetConf) -> Result<String, CniError> {
     if answer.status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 {
         Ok(String::new())
     } else {
-        Err(not_available(
-            "ipamd has no free address for a new pod yet".into(),
-        ))
+        Err(not_available(format!(
+            "ipamd has no free address for a new pod yet (health status {})",
+            answer.status
+        )))
     }
 }
 

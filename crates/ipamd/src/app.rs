@@ -405,6 +405,7 @@ fn serve_grpc(
                 stats.total > stats.assigned && matches!(st.target, Some(Target::Ready { .. }))
             };
             if last != Some(serving) {
+                info!(serving, "rpc.CNIBackend health");
                 if serving {
                     health_reporter
                         .set_serving::<rpc::cni_backend_server::CniBackendServer<Backend>>()
