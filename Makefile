@@ -23,8 +23,8 @@ manifests:
 	scripts/validate-manifests
 
 demo: setup
-	@echo "make demo: the demo is not there yet (it comes with the end-to-end issue)."
-	@echo "What works today: 'cargo run -p vpcctl -- max-pods m5.large --custom-networking' prints 20."
+	cargo build --workspace --bins
+	"$${CARGO_TARGET_DIR:-target}/debug/vpc-testbed" --prefix demo demo
 
 bench:
 	cargo bench -p ipam --bench datastore

@@ -6,6 +6,7 @@ pub mod agents;
 pub mod cmd;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod emulator;
 pub mod fabric;
 pub mod network;

@@ -48,6 +48,14 @@ enum Cmd {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
+    /// Up, pods on every node, a table of addresses and a connectivity matrix, down. Fails if
+    /// any expectation fails.
+    Demo {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value = "2")]
+        pods_per_node: usize,
+    },
     /// Create or delete a pod with the node's real CNI plugins; `add` prints the CNI result.
     Pod {
         #[command(subcommand)]
@@ -137,6 +145,10 @@ fn main() -> ExitCode {
         Cmd::Exec { target, command } => exec(&cli.prefix, &target, &command),
         Cmd::Ec2 { listen, args } => ec2(&listen, &args),
         Cmd::Pod { action } => pod(&cli.prefix, action),
+        Cmd::Demo {
+            config,
+            pods_per_node,
+        } => demo(&cli.prefix, config, pods_per_node),
         Cmd::Apply { file, node } => apply(&cli.prefix, &file, node.as_deref()),
         Cmd::Delete { kind, name, node } => delete(&cli.prefix, &kind, &name, node.as_deref()),
         Cmd::Daemon { config, no_agents } => {
@@ -431,5 +443,16 @@ fn pod(prefix: &str, action: PodCmd) -> Result<(), String> {
             }
             Ok(())
         }
+    }
+}
+
+fn demo(prefix: &str, config: Option<PathBuf>, pods_per_node: usize) -> Result<(), String> {
+    up(prefix, config, false)?;
+    let result = testbed::demo::run(prefix, pods_per_node);
+    let down_result = down(prefix);
+    match result {
+        Ok(true) => down_result,
+        Ok(false) => Err("the demo's expectations were not all met".to_string()),
+        Err(e) => Err(e.to_string()),
     }
 }
