@@ -279,8 +279,12 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     info!("SIGTERM: stopping (no EC2 writes from here on)");
     node.lock().shutting_down = true;
     let _ = shutdown_tx.send(true);
+    // One deadline for all tasks: a server waiting on an idle client must not hold the exit.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        if tokio::time::timeout_at(deadline, t).await.is_err() {
+            break;
+        }
     }
     let st = node.lock();
     checkpoint::store(&settings.backing_store, &Checkpoint::from_datastore(&st.ds))

@@ -200,11 +200,19 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
         }
     }
     log("stopping");
-    for mut a in agents {
+    for a in &agents {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(a.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
+    }
+    // Bounded: an agent that does not stop in time is killed; the sweep checks afterwards.
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    for mut a in agents {
+        while std::time::Instant::now() < until && matches!(a.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = a.kill();
         let _ = a.wait();
     }
     runtime.shutdown_timeout(Duration::from_secs(1));

@@ -173,8 +173,16 @@ fn main() -> ExitCode {
     }
 }
 
+/// Alive and not a zombie (a demo's own `up` leaves its daemon as an unreaped child).
 fn daemon_alive(status: &Status) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(status.daemon_pid as i32), None).is_ok()
+    std::fs::read_to_string(format!("/proc/{}/stat", status.daemon_pid))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|rest| rest.trim_start().chars().next() != Some('Z'))
+        })
+        .unwrap_or(false)
 }
 
 fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), String> {
