@@ -260,6 +260,25 @@ fn del_removes_everything_succeeds_twice_and_without_ipamd() {
     let _ = std::fs::remove_file(tb.node_dir("node-a").join("ipamd.sock"));
     pod_del(&tb, "node-a", "api");
     check_clean(pod_ip, &host_if);
+    // ADD without ipamd: "try again later" (11), quickly.
+    let started = std::time::Instant::now();
+    let (code, out) = run_plugin(
+        &tb,
+        "node-a",
+        &[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c9"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", "/run/netns/none"),
+        ],
+        &conf(&tb, "node-a"),
+    );
+    assert_eq!((code, out["code"].as_u64()), (1, Some(11)), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     // STATUS says the plugin cannot serve ADDs now.
     let (code, out) = run_plugin(
         &tb,

@@ -128,8 +128,8 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         slots_per_eni: slots,
         max_enis: pods.enis as usize,
         max_pods: pods.max_pods as usize,
-        eni_min_age: Duration::from_secs(60),
-        decrease_interval: Duration::from_secs(30),
+        eni_min_age: Duration::from_secs(cli.options.eni_min_age),
+        decrease_interval: Duration::from_secs(cli.options.decrease_interval),
     };
     metrics.eni_max.set(i64::from(pods.enis));
     metrics.ip_max.set(i64::from(pods.max_pods));

@@ -91,6 +91,24 @@ pub struct Options {
     )]
     pub leaked_eni_min_age: u64,
 
+    /// An ENI younger than this (seconds) is never released.
+    #[arg(
+        long,
+        env = "IPAMD_ENI_MIN_AGE",
+        value_name = "IPAMD_ENI_MIN_AGE",
+        default_value = "60"
+    )]
+    pub eni_min_age: u64,
+
+    /// At most one pool decrease this often (seconds).
+    #[arg(
+        long,
+        env = "IPAMD_DECREASE_INTERVAL",
+        value_name = "IPAMD_DECREASE_INTERVAL",
+        default_value = "30"
+    )]
+    pub decrease_interval: u64,
+
     /// How often the pool is re-checked when nothing wakes it (seconds).
     #[arg(
         long,
