@@ -180,7 +180,7 @@ fn daemon_alive(status: &Status) -> bool {
         .and_then(|s| {
             s.rsplit(')')
                 .next()
-                .map(|rest| rest.trim_start().chars().next() != Some('Z'))
+                .map(|rest| !rest.trim_start().starts_with('Z'))
         })
         .unwrap_or(false)
 }
