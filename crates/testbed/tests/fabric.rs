@@ -88,8 +88,14 @@ async fn attach_makes_a_link_appear_within_a_second_and_detach_removes_it() {
     assert_eq!(link_with_mac(&node_ns, &mac).unwrap(), "eth1");
     // Every address of the ENI is routed to its link in the router.
     for ip_addr in &ips {
-        let route = ip(&tb.router(), &["route", "get", &ip_addr.to_string()]);
-        assert!(route.contains("dev n1d1"), "{ip_addr}: {route}");
+        let routed =
+            || ip(&tb.router(), &["route", "get", &ip_addr.to_string()]).contains("dev n1d1");
+        wait_for(Duration::from_secs(2), routed).unwrap_or_else(|| {
+            panic!(
+                "{ip_addr}: {}",
+                ip(&tb.router(), &["route", "get", &ip_addr.to_string()])
+            )
+        });
     }
     // An address assigned later is routed too.
     let eni_id = ec2

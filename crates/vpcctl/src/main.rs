@@ -22,6 +22,10 @@ struct Cli {
 enum Command {
     /// The kubelet --max-pods for an instance type.
     MaxPods(commands::max_pods::Args),
+    /// Probe ipamd's gRPC health service (exit 0 when SERVING).
+    Health(commands::health::Args),
+    /// Copy the CNI plugin into the host's CNI bin directory atomically.
+    InstallCni(commands::install_cni::Args),
 }
 
 /// Failures by kind: bad input exits 2 (like a usage error), anything else 1.
@@ -31,6 +35,8 @@ pub enum CliError {
     Input(String),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
+    #[error("{0}")]
+    Failed(String),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +44,8 @@ fn main() -> ExitCode {
     let mut out = std::io::stdout().lock();
     let result = match cli.command {
         Command::MaxPods(args) => commands::max_pods::run(&args, &mut out),
+        Command::Health(args) => commands::health::run(&args),
+        Command::InstallCni(args) => commands::install_cni::run(&args),
     };
     let _ = out.flush();
     match result {
@@ -46,7 +54,7 @@ fn main() -> ExitCode {
             eprintln!("vpcctl: {e}");
             match e {
                 CliError::Input(_) => ExitCode::from(2),
-                CliError::Output(_) => ExitCode::from(1),
+                CliError::Output(_) | CliError::Failed(_) => ExitCode::from(1),
             }
         }
     }

@@ -78,3 +78,78 @@ fn all_show_max_allowed_matches_the_existing_table() {
     }
     assert!(compared >= 860, "{compared}");
 }
+
+#[test]
+fn install_cni_copies_atomically_and_executable() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("aws-cni");
+    std::fs::write(&src, b"#!/bin/sh\necho plugin\n").unwrap();
+    let dst = dir.path().join("host/opt/cni/bin/aws-cni");
+    let o = vpcctl(&[
+        "install-cni",
+        "--from",
+        src.to_str().unwrap(),
+        "--to",
+        dst.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read(&dst).unwrap(), std::fs::read(&src).unwrap());
+    assert_eq!(
+        std::fs::metadata(&dst).unwrap().permissions().mode() & 0o777,
+        0o755
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dst.parent().unwrap())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+    let o = vpcctl(&[
+        "install-cni",
+        "--from",
+        "/nonexistent/aws-cni",
+        "--to",
+        dst.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/aws-cni"));
+}
+
+#[test]
+fn health_reports_an_absent_ipamd() {
+    let o = vpcctl(&[
+        "health",
+        "--socket",
+        "/nonexistent/ipamd.sock",
+        "--timeout",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not reachable"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn health_of_a_running_ipamd() {
+    let tb = testsupport::testbed::Testbed::with_agents(None);
+    let socket = tb.node_dir("node-a").join("ipamd.sock");
+    for service in ["", "rpc.CNIBackend"] {
+        let o = vpcctl(&[
+            "health",
+            "--socket",
+            socket.to_str().unwrap(),
+            "--service",
+            service,
+        ]);
+        assert!(
+            o.status.success(),
+            "{service:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(stdout(&o), "SERVING\n");
+    }
+}

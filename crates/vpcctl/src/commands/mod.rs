@@ -1,1 +1,3 @@
+pub mod health;
+pub mod install_cni;
 pub mod max_pods;
