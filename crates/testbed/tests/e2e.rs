@@ -12,6 +12,7 @@ use std::time::Duration;
 use aws_sdk_ec2::types::Filter;
 use common::*;
 use serde_json::Value;
+use testsupport::testbed::workspace_bin;
 
 const HEAD: &str = r#"
 region: us-west-2
@@ -424,4 +425,133 @@ async fn host_networking_follows_veth_prefix_and_mtus() {
     assert!(out.status.success());
     assert!(!ip(&node, &["rule"]).contains(&pod_ip.to_string()));
     assert!(!ip(&node, &["link"]).contains(&host_if));
+}
+
+/// podman (Debian's 4.3, CNI backend, runc) runs a container on a node with our conflist.
+/// It runs under `nsenter --net` rather than `ip netns exec`, which remounts /sys and hides the
+/// cgroup mounts runc needs.
+#[test]
+fn podman_runs_a_container_with_our_plugin() {
+    let tb = Testbed::with_agents(None);
+    let work = tempfile::tempdir().unwrap();
+    let rootfs = work.path().join("rootfs/bin");
+    std::fs::create_dir_all(&rootfs).unwrap();
+    std::fs::copy("/bin/busybox", rootfs.join("busybox"))
+        .expect("busybox-static is missing: run scripts/setup");
+    for applet in ["sh", "sleep", "nc", "ip", "echo"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join(applet)).unwrap();
+    }
+    let tar = work.path().join("busybox.tar");
+    assert!(
+        Command::new("tar")
+            .arg("-C")
+            .arg(work.path().join("rootfs"))
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let plugins = workspace_bin("aws-cni").parent().unwrap().to_path_buf();
+    let conf = work.path().join("containers.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[network]\nnetwork_backend = \"cni\"\ncni_plugin_dirs = [\"{}\", \"/usr/lib/cni\"]\nnetwork_config_dir = \"{}\"\n[engine]\nruntime = \"runc\"\n",
+            plugins.display(),
+            tb.node_dir("node-a").join("net.d").display()
+        ),
+    )
+    .unwrap();
+    let (storage, run) = (work.path().join("storage"), work.path().join("run"));
+    let podman = |args: &[&str]| {
+        let out = Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", tb.netns("node-a")))
+            .arg("podman")
+            .arg("--root")
+            .arg(&storage)
+            .arg("--runroot")
+            .arg(&run)
+            .args(args)
+            .env("CONTAINERS_CONF", &conf)
+            .output()
+            .expect("podman is missing: run scripts/setup");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = podman(&["import", tar.to_str().unwrap(), "localhost/testbed-busybox"]);
+    assert!(ok, "podman import: {err}");
+    let before = tb.introspect("node-a", "/v1/pool")["stats"]["assigned"]
+        .as_u64()
+        .unwrap();
+    let (ok, _, err) = podman(&[
+        "run",
+        "-d",
+        "--name",
+        "c1",
+        "--network",
+        "aws-cni",
+        "--ulimit",
+        "nofile=4096:4096",
+        "--ulimit",
+        "nproc=4096:4096",
+        "localhost/testbed-busybox",
+        "/bin/sleep",
+        "300",
+    ]);
+    assert!(ok, "podman run: {err}");
+    let (ok, addr, err) = podman(&["exec", "c1", "/bin/ip", "-4", "-o", "addr", "show", "eth0"]);
+    assert!(ok, "{err}");
+    let container_ip: Ipv4Addr = addr
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        "100.64.0.0/19"
+            .parse::<ipnet::Ipv4Net>()
+            .unwrap()
+            .contains(&container_ip),
+        "{addr}"
+    );
+    assert_eq!(
+        tb.introspect("node-a", "/v1/pool")["stats"]["assigned"]
+            .as_u64()
+            .unwrap(),
+        before + 1
+    );
+
+    // The container reaches a pod on the other node (allowed port of the pods group).
+    let db = address(&pod_add(&tb, "node-b", "db").unwrap());
+    let _l = listen_in(&pod_ns(&tb, "node-b", "db"), SocketAddr::from((db, 8080)));
+    let (ok, _, err) = podman(&[
+        "exec",
+        "c1",
+        "/bin/sh",
+        "-c",
+        &format!("echo hi | /bin/nc -w 2 {db} 8080"),
+    ]);
+    assert!(ok, "the container cannot reach db on node-b: {err}");
+
+    let (ok, _, err) = podman(&["rm", "-f", "-t", "0", "c1"]);
+    assert!(ok, "podman rm: {err}");
+    assert_eq!(
+        tb.introspect("node-a", "/v1/pool")["stats"]["assigned"]
+            .as_u64()
+            .unwrap(),
+        before,
+        "podman rm did not release the address"
+    );
+    assert!(
+        !ip(&tb.netns("node-a"), &["rule"]).contains(&format!("to {container_ip} ")),
+        "a rule of the container is left"
+    );
 }
