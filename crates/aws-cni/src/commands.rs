@@ -133,36 +133,32 @@ pub async fn add(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniE
         Err(e) => e,
     };
     // Give the address back: nothing of a failed ADD stays behind.
-    let release = DelNetworkRequest {
-        client_version: CLIENT_VERSION.to_string(),
-        k8s_pod_name: env.pod_name().to_string(),
-        k8s_pod_namespace: env.pod_namespace().to_string(),
-        k8s_pod_infra_container_id: env.infra_container_id().to_string(),
-        reason: "PodSetupFailed".to_string(),
-        if_name: env.if_name.clone(),
-        network_name: conf.name.clone(),
-        container_id: env.container_id.clone(),
-        ..Default::default()
-    };
-    if let Err(e) = client.del_network(release).await {
+    if let Err(e) = client
+        .del_network(del_request(env, conf, "PodSetupFailed"))
+        .await
+    {
         log.error(&format!("releasing {ip} after a failed ADD: {e}"));
     }
     log.error(&format!("ADD failed: {failure}"));
     Err(failure)
 }
 
-pub async fn del(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniError> {
-    let request = DelNetworkRequest {
+fn del_request(env: &CniEnv, conf: &NetConf, reason: &str) -> DelNetworkRequest {
+    DelNetworkRequest {
         client_version: CLIENT_VERSION.to_string(),
         k8s_pod_name: env.pod_name().to_string(),
         k8s_pod_namespace: env.pod_namespace().to_string(),
         k8s_pod_infra_container_id: env.infra_container_id().to_string(),
-        reason: "PodDeleted".to_string(),
+        reason: reason.to_string(),
         if_name: env.if_name.clone(),
         network_name: conf.name.clone(),
         container_id: env.container_id.clone(),
         ..Default::default()
-    };
+    }
+}
+
+pub async fn del(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniError> {
+    let request = del_request(env, conf, "PodDeleted");
     let released = match rpc::connect(&conf.ipamd_address, IPAMD_TIMEOUT).await {
         Ok(mut client) => match client.del_network(request).await {
             Ok(reply) => reply.into_inner().ip_allocation_metadata.first().map(|m| {

@@ -8,19 +8,13 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use testsupport::testbed::{Testbed, connect_from, ip, listen_in, vpc_testbed, workspace_bin};
+use testsupport::testbed::{
+    Testbed, connect_from, ip, listen_in, pod_address, vpc_testbed, workspace_bin,
+};
 
 fn pod_add(tb: &Testbed, node: &str, name: &str, extra: &[&str]) -> Value {
-    let mut args = vec!["pod", "add", node, name];
-    args.extend_from_slice(extra);
-    let out = vpc_testbed(&tb.prefix, &args);
-    assert!(
-        out.status.success(),
-        "pod add {node}/{name}: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        tb.ipamd_log(node)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    tb.pod_add(node, name, extra)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn pod_del(tb: &Testbed, node: &str, name: &str) {
@@ -30,21 +24,6 @@ fn pod_del(tb: &Testbed, node: &str, name: &str) {
         "pod del {node}/{name}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-fn pod_ns(tb: &Testbed, node: &str, name: &str) -> String {
-    format!("{}-{node}-default-{name}", tb.prefix)
-}
-
-fn address(result: &Value) -> Ipv4Addr {
-    result["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
 }
 
 /// Runs the plugin binary directly in a node's namespace; (exit code, stdout JSON).
@@ -89,7 +68,7 @@ fn rules(tb: &Testbed, node: &str) -> String {
 fn add_builds_exactly_the_datapath_of_the_spec() {
     let tb = Testbed::with_agents(None);
     let result = pod_add(&tb, "node-a", "web", &[]);
-    let pod_ip = address(&result);
+    let pod_ip = pod_address(&result);
     assert!(
         "100.64.0.0/19"
             .parse::<ipnet::Ipv4Net>()
@@ -106,7 +85,7 @@ fn add_builds_exactly_the_datapath_of_the_spec() {
         host_if.starts_with("eni") && host_if.len() == 14,
         "{host_if}"
     );
-    let ns = pod_ns(&tb, "node-a", "web");
+    let ns = tb.pod_ns("node-a", "web");
     // Pod side.
     let link = ip(&ns, &["-d", "link", "show", "eth0"]);
     assert!(
@@ -164,16 +143,16 @@ fn add_builds_exactly_the_datapath_of_the_spec() {
     assert_eq!(result["ips"][0]["interface"], 1);
     // ADD again for the same container: same address.
     let again = pod_add(&tb, "node-a", "web", &[]);
-    assert_eq!(address(&again), pod_ip);
+    assert_eq!(pod_address(&again), pod_ip);
 }
 
 #[test]
 fn pods_on_two_nodes_reach_each_other_through_their_own_enis() {
     let tb = Testbed::with_agents(None);
-    let web = address(&pod_add(&tb, "node-a", "web", &[]));
-    let db = address(&pod_add(&tb, "node-b", "db", &[]));
-    let _l = listen_in(&pod_ns(&tb, "node-b", "db"), SocketAddr::from((db, 8080)));
-    let web_ns = pod_ns(&tb, "node-a", "web");
+    let web = pod_address(&pod_add(&tb, "node-a", "web", &[]));
+    let db = pod_address(&pod_add(&tb, "node-b", "db", &[]));
+    let _l = listen_in(&tb.pod_ns("node-b", "db"), SocketAddr::from((db, 8080)));
+    let web_ns = tb.pod_ns("node-a", "web");
     connect_from(&web_ns, None, SocketAddr::from((db, 8080))).expect("web cannot reach db:8080");
     // Blocked port: the pods group admits 8080 only.
     assert!(connect_from(&web_ns, None, SocketAddr::from((db, 9090))).is_err());
@@ -223,7 +202,7 @@ fn del_removes_everything_succeeds_twice_and_without_ipamd() {
     let tb = Testbed::with_agents(None);
     let node = tb.netns("node-a");
     let result = pod_add(&tb, "node-a", "web", &[]);
-    let pod_ip = address(&result);
+    let pod_ip = pod_address(&result);
     let host_if = result["interfaces"][0]["name"]
         .as_str()
         .unwrap()
@@ -245,7 +224,7 @@ fn del_removes_everything_succeeds_twice_and_without_ipamd() {
 
     // ipamd gone: DEL still succeeds and cleans up from prevResult.
     let result = pod_add(&tb, "node-a", "api", &[]);
-    let pod_ip = address(&result);
+    let pod_ip = pod_address(&result);
     let host_if = result["interfaces"][0]["name"]
         .as_str()
         .unwrap()
@@ -299,7 +278,7 @@ fn check_reports_what_differs() {
         "{}",
         String::from_utf8_lossy(&ok.stderr)
     );
-    ip(&pod_ns(&tb, "node-a", "web"), &["route", "del", "default"]);
+    ip(&tb.pod_ns("node-a", "web"), &["route", "del", "default"]);
     let bad = vpc_testbed(&tb.prefix, &["pod", "invoke", "node-a", "web", "CHECK"]);
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
@@ -396,7 +375,7 @@ fn debian_portmap_and_tuning_accept_our_result_when_chained() {
         "web",
         &["--conflist", path.to_str().unwrap()],
     );
-    let pod_ip = address(&result);
+    let pod_ip = pod_address(&result);
     assert!(
         "100.64.0.0/19"
             .parse::<ipnet::Ipv4Net>()
@@ -407,7 +386,7 @@ fn debian_portmap_and_tuning_accept_our_result_when_chained() {
         .args([
             "netns",
             "exec",
-            &pod_ns(&tb, "node-a", "web"),
+            &tb.pod_ns("node-a", "web"),
             "sysctl",
             "-n",
             "net.ipv4.conf.eth0.accept_local",

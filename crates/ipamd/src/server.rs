@@ -41,6 +41,19 @@ fn to_i32(v: u32) -> i32 {
     i32::try_from(v).unwrap_or(i32::MAX)
 }
 
+fn allocation_metadata(
+    ip: std::net::Ipv4Addr,
+    device: u32,
+    table: u32,
+) -> Vec<IpAllocationMetadata> {
+    vec![IpAllocationMetadata {
+        i_pv4_addr: ip.to_string(),
+        i_pv6_addr: String::new(),
+        device_number: to_i32(device),
+        route_table_id: to_i32(table),
+    }]
+}
+
 impl Backend {
     fn persist(&self, st: &NodeState) -> Result<(), Status> {
         checkpoint::store(
@@ -86,12 +99,11 @@ impl CniBackend for Backend {
                     info!(pod = %format!("{}/{}", r.k8s_pod_namespace, r.k8s_pod_name), key = %key, ip = %a.ip, eni = a.eni_id, fresh = a.fresh, client = r.client_version, "AddNetwork");
                     AddNetworkReply {
                         success: true,
-                        ip_allocation_metadata: vec![IpAllocationMetadata {
-                            i_pv4_addr: a.ip.to_string(),
-                            i_pv6_addr: String::new(),
-                            device_number: to_i32(a.device_number),
-                            route_table_id: to_i32(a.route_table),
-                        }],
+                        ip_allocation_metadata: allocation_metadata(
+                            a.ip,
+                            a.device_number,
+                            a.route_table,
+                        ),
                         use_external_snat: self.node.cli.settings.external_snat,
                         vp_cv4_cid_rs: self
                             .node
@@ -157,12 +169,11 @@ impl CniBackend for Backend {
         self.node.wake.notify_one();
         Ok(Response::new(DelNetworkReply {
             success: true,
-            ip_allocation_metadata: vec![IpAllocationMetadata {
-                i_pv4_addr: released.ip.to_string(),
-                i_pv6_addr: String::new(),
-                device_number: to_i32(released.device_number),
-                route_table_id: to_i32(released.route_table),
-            }],
+            ip_allocation_metadata: allocation_metadata(
+                released.ip,
+                released.device_number,
+                released.route_table,
+            ),
             ..Default::default()
         }))
     }

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
 use common::*;
-use serde_json::Value;
 use testsupport::testbed::workspace_bin;
 
 const HEAD: &str = r#"
@@ -31,30 +30,6 @@ fn config(node_env: &str, extra: &str) -> String {
         "{HEAD}{extra}nodes:\n  - {{name: node-a, instance_type: m5.large, subnet: nodes-a, labels: {{topology.kubernetes.io/zone: us-west-2a}}, ipamd_env: {node_env}}}\n\
          ipamd_env: {{AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG: \"true\", ENI_CONFIG_LABEL_DEF: topology.kubernetes.io/zone}}\n"
     )
-}
-
-fn pod_add(tb: &Testbed, node: &str, name: &str) -> Result<Value, String> {
-    let out = vpc_testbed(&tb.prefix, &["pod", "add", node, name]);
-    if out.status.success() {
-        Ok(serde_json::from_slice(&out.stdout).unwrap())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-fn address(result: &Value) -> Ipv4Addr {
-    result["ips"][0]["address"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-fn pod_ns(tb: &Testbed, node: &str, name: &str) -> String {
-    format!("{}-{node}-default-{name}", tb.prefix)
 }
 
 /// (ENIs attached, secondary addresses, prefixes) of a node, from EC2.
@@ -100,22 +75,6 @@ async fn wait_shape(tb: &Testbed, node: &str, want: (usize, usize, usize), limit
     );
 }
 
-fn counter(ns: &str, table: &str, chain: &str, target: &str) -> u64 {
-    let out = Command::new("ip")
-        .args([
-            "netns", "exec", ns, "iptables", "-t", table, "-L", chain, "-v", "-x", "-n",
-        ])
-        .output()
-        .unwrap();
-    // Columns: pkts bytes target …; sum the rules jumping to `target`.
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|f| f.len() > 2 && f[2] == target)
-        .filter_map(|f| f[0].parse::<u64>().ok())
-        .sum()
-}
-
 fn internet() -> SocketAddr {
     SocketAddr::from((
         testbed::fabric::INTERNET_HOST.parse::<Ipv4Addr>().unwrap(),
@@ -128,11 +87,11 @@ async fn pods_reach_the_internet_through_snat_or_only_through_the_nat_gateway() 
     // Node SNAT (default): out with the node's primary address, the NAT gateway unused.
     let tb = Testbed::with_agents(Some(&config("{}", "")));
     let _l = listen_in(&format!("{}-inet", tb.prefix), internet());
-    pod_add(&tb, "node-a", "web").unwrap();
-    connect_from(&pod_ns(&tb, "node-a", "web"), None, internet())
+    tb.pod_add("node-a", "web", &[]).unwrap();
+    connect_from(&tb.pod_ns("node-a", "web"), None, internet())
         .expect("a pod reaches the internet through the node's SNAT");
     assert_eq!(
-        counter(
+        iptables_packets(
             &format!("{}-nat", tb.prefix),
             "nat",
             "POSTROUTING",
@@ -141,7 +100,7 @@ async fn pods_reach_the_internet_through_snat_or_only_through_the_nat_gateway() 
         0
     );
     assert!(
-        counter(&tb.netns("node-a"), "nat", "AWS-SNAT-CHAIN-0", "SNAT") > 0,
+        iptables_packets(&tb.netns("node-a"), "nat", "AWS-SNAT-CHAIN-0", "SNAT") > 0,
         "the node's SNAT rule saw nothing"
     );
     drop(tb);
@@ -152,7 +111,7 @@ async fn pods_reach_the_internet_through_snat_or_only_through_the_nat_gateway() 
         "",
     )));
     let _l = listen_in(&format!("{}-inet", tb.prefix), internet());
-    pod_add(&tb, "node-a", "web").unwrap();
+    tb.pod_add("node-a", "web", &[]).unwrap();
     let rules = String::from_utf8(
         Command::new("ip")
             .args([
@@ -172,9 +131,9 @@ async fn pods_reach_the_internet_through_snat_or_only_through_the_nat_gateway() 
         !rules.contains("AWS-SNAT-CHAIN-0"),
         "external SNAT left SNAT rules:\n{rules}"
     );
-    connect_from(&pod_ns(&tb, "node-a", "web"), None, internet()).expect("through the NAT gateway");
+    connect_from(&tb.pod_ns("node-a", "web"), None, internet()).expect("through the NAT gateway");
     assert!(
-        counter(
+        iptables_packets(
             &format!("{}-nat", tb.prefix),
             "nat",
             "POSTROUTING",
@@ -190,9 +149,9 @@ async fn pods_reach_the_internet_through_snat_or_only_through_the_nat_gateway() 
         "nat_gateway: false\n",
     )));
     let _l = listen_in(&format!("{}-inet", tb.prefix), internet());
-    pod_add(&tb, "node-a", "web").unwrap();
+    tb.pod_add("node-a", "web", &[]).unwrap();
     assert!(
-        connect_from(&pod_ns(&tb, "node-a", "web"), None, internet()).is_err(),
+        connect_from(&tb.pod_ns("node-a", "web"), None, internet()).is_err(),
         "a private pod address reached the internet directly"
     );
 }
@@ -204,7 +163,7 @@ async fn a_node_without_its_eniconfig_never_runs_pods() {
         "  []\n",
     );
     let tb = Testbed::with_agents(Some(&text));
-    let err = pod_add(&tb, "node-a", "web").unwrap_err();
+    let err = tb.pod_add("node-a", "web", &[]).unwrap_err();
     assert!(
         err.contains("not network-ready") && err.contains("no CNI config"),
         "{err}"
@@ -234,7 +193,7 @@ async fn warm_targets_and_prefix_delegation_shape_the_pool() {
         "",
     )));
     wait_shape(&tb, "node-a", (2, 0, 1), Duration::from_secs(10)).await;
-    let ip = address(&pod_add(&tb, "node-a", "web").unwrap());
+    let ip = pod_address(&tb.pod_add("node-a", "web", &[]).unwrap());
     let pool = tb.introspect("node-a", "/v1/enis");
     let prefix: ipnet::Ipv4Net = pool["enis"]
         .as_array()
@@ -261,7 +220,7 @@ async fn pods_up_to_max_pods_then_deleted_leave_the_pool_at_its_baseline() {
     for i in 0..18 {
         let name = format!("p{i}");
         let mut last = String::new();
-        let ok = (0..100).any(|_| match pod_add(&tb, "node-a", &name) {
+        let ok = (0..100).any(|_| match tb.pod_add("node-a", &name, &[]) {
             Ok(_) => true,
             Err(e) => {
                 last = e;
@@ -274,7 +233,7 @@ async fn pods_up_to_max_pods_then_deleted_leave_the_pool_at_its_baseline() {
     }
     assert_eq!(shape(&tb, "node-a").await, (3, 18, 0));
     // The 19th pod address does not exist: the node is full.
-    assert!(pod_add(&tb, "node-a", "p18").is_err());
+    assert!(tb.pod_add("node-a", "p18", &[]).is_err());
     for name in &made {
         let out = vpc_testbed(&tb.prefix, &["pod", "del", "node-a", name]);
         assert!(
@@ -394,7 +353,7 @@ async fn an_orphaned_eni_is_removed_by_the_leaked_eni_clean_up() {
 async fn host_networking_follows_veth_prefix_and_mtus() {
     let env = "{AWS_VPC_K8S_CNI_VETHPREFIX: abc, AWS_VPC_ENI_MTU: \"1500\", POD_MTU: \"1400\"}";
     let tb = Testbed::with_agents(Some(&config(env, "")));
-    let result = pod_add(&tb, "node-a", "web").unwrap();
+    let result = tb.pod_add("node-a", "web", &[]).unwrap();
     let host_if = result["interfaces"][0]["name"]
         .as_str()
         .unwrap()
@@ -402,13 +361,13 @@ async fn host_networking_follows_veth_prefix_and_mtus() {
     assert!(host_if.starts_with("abc"), "{host_if}");
     let node = tb.netns("node-a");
     assert!(ip(&node, &["link", "show", &host_if]).contains("mtu 1400"));
-    assert!(ip(&pod_ns(&tb, "node-a", "web"), &["link", "show", "eth0"]).contains("mtu 1400"));
+    assert!(ip(&tb.pod_ns("node-a", "web"), &["link", "show", "eth0"]).contains("mtu 1400"));
     assert!(
         ip(&node, &["link", "show", "eth1"]).contains("mtu 1500"),
         "{}",
         ip(&node, &["link"])
     );
-    let pod_ip = address(&result);
+    let pod_ip = pod_address(&result);
     let rules = ip(&node, &["rule"]);
     assert_eq!(
         rules.matches(&format!("to {pod_ip} lookup main")).count(),
@@ -530,8 +489,8 @@ fn podman_runs_a_container_with_our_plugin() {
     );
 
     // The container reaches a pod on the other node (allowed port of the pods group).
-    let db = address(&pod_add(&tb, "node-b", "db").unwrap());
-    let _l = listen_in(&pod_ns(&tb, "node-b", "db"), SocketAddr::from((db, 8080)));
+    let db = pod_address(&tb.pod_add("node-b", "db", &[]).unwrap());
+    let _l = listen_in(&tb.pod_ns("node-b", "db"), SocketAddr::from((db, 8080)));
     let (ok, _, err) = podman(&[
         "exec",
         "c1",

@@ -238,30 +238,8 @@ async fn source_destination_check_and_security_groups_are_enforced_by_traffic() 
         connect_from(&a_ns, Some(y), SocketAddr::from((x, 8080))).is_err(),
         "a spoofed source got through"
     );
-    let counters = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &tb.router(),
-            "iptables",
-            "-t",
-            "raw",
-            "-L",
-            "SRC-n1d0",
-            "-v",
-            "-x",
-            "-n",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&counters.stdout);
-    let drops: u64 = text
-        .lines()
-        .find(|l| l.contains("DROP"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    assert!(drops > 0, "the source check dropped nothing:\n{text}");
+    let drops = iptables_packets(&tb.router(), "raw", "SRC-n1d0", "DROP");
+    assert!(drops > 0, "the source check dropped nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,33 +328,13 @@ async fn internet_only_from_primary_addresses() {
     );
     connect_from(&a_ns, Some(ips[0]), host)
         .expect("a pod-subnet address reaches the internet through NAT");
-    let nat = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &format!("{}-nat", tb.prefix),
-            "iptables",
-            "-t",
-            "nat",
-            "-L",
-            "POSTROUTING",
-            "-v",
-            "-x",
-            "-n",
-        ])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&nat.stdout);
-    let translated: u64 = text
-        .lines()
-        .find(|l| l.contains("MASQUERADE"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap();
-    assert!(
-        translated > 0,
-        "nothing went through the NAT gateway:\n{text}"
+    let translated = iptables_packets(
+        &format!("{}-nat", tb.prefix),
+        "nat",
+        "POSTROUTING",
+        "MASQUERADE",
     );
+    assert!(translated > 0, "nothing went through the NAT gateway");
 }
 
 #[test]
@@ -411,10 +369,7 @@ fn the_root_namespace_is_untouched_and_down_leaves_nothing() {
         "state directory (relay sockets) left: {state}"
     );
     for pid in [daemon, emulator] {
-        assert!(
-            !std::path::Path::new(&format!("/proc/{pid}")).exists(),
-            "process {pid} left"
-        );
+        assert!(!process_running(pid), "process {pid} left");
     }
 }
 
@@ -427,10 +382,7 @@ fn a_second_up_after_a_killed_run_sweeps_the_leftovers() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    wait_for(Duration::from_secs(5), || {
-        !std::path::Path::new(&format!("/proc/{daemon}")).exists()
-    })
-    .unwrap();
+    wait_for(Duration::from_secs(5), || !process_running(daemon)).unwrap();
     // Its namespaces and emulator are still there; a new up with the same prefix clears them.
     let out = vpc_testbed(&tb.prefix, &["up", "--no-agents"]);
     assert!(
@@ -443,7 +395,7 @@ fn a_second_up_after_a_killed_run_sweeps_the_leftovers() {
     assert_ne!(status["daemon_pid"], tb.status["daemon_pid"]);
     let emulator_before = tb.status["emulator_pid"].as_i64().unwrap();
     assert!(
-        !std::path::Path::new(&format!("/proc/{emulator_before}")).exists(),
+        !process_running(emulator_before as i32),
         "the old emulator survived"
     );
     // A second up while this one runs is refused, naming the running daemon.

@@ -279,3 +279,73 @@ pub fn root_snapshot() -> String {
     }
     out
 }
+
+impl Testbed {
+    /// `vpc-testbed pod add`: the CNI result, or what went wrong.
+    pub fn pod_add(
+        &self,
+        node: &str,
+        name: &str,
+        extra: &[&str],
+    ) -> Result<serde_json::Value, String> {
+        let mut args = vec!["pod", "add", node, name];
+        args.extend_from_slice(extra);
+        let out = vpc_testbed(&self.prefix, &args);
+        if out.status.success() {
+            Ok(serde_json::from_slice(&out.stdout).unwrap())
+        } else {
+            Err(format!(
+                "pod add {node}/{name}: {}\n{}",
+                String::from_utf8_lossy(&out.stderr),
+                self.ipamd_log(node)
+            ))
+        }
+    }
+
+    /// The network namespace `pod add` made for a pod in namespace `default`.
+    pub fn pod_ns(&self, node: &str, name: &str) -> String {
+        format!("{}-{node}-default-{name}", self.prefix)
+    }
+}
+
+/// The pod address of a CNI result.
+pub fn pod_address(result: &serde_json::Value) -> Ipv4Addr {
+    result["ips"][0]["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Packets counted by the rules of `chain` that jump to `target`, inside `ns`.
+pub fn iptables_packets(ns: &str, table: &str, chain: &str, target: &str) -> u64 {
+    let out = Command::new("ip")
+        .args([
+            "netns", "exec", ns, "iptables", "-t", table, "-L", chain, "-v", "-x", "-n",
+        ])
+        .output()
+        .unwrap();
+    // Columns: pkts bytes target …
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 2 && f[2] == target)
+        .filter_map(|f| f[0].parse::<u64>().ok())
+        .sum()
+}
+
+/// The process exists and is not a zombie waiting for init to reap it.
+pub fn process_running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or_default()
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
