@@ -503,7 +503,169 @@ async fn a_restart_keeps_allocations_and_a_corrupt_checkpoint_is_moved_aside() {
     assert_eq!(aside.len(), 1, "the corrupt checkpoint was not kept aside");
     let pool = tb.introspect("node-a", "/v1/pool");
     assert!(pool["stats"]["total"].as_u64().unwrap() >= 9, "{pool}");
+    // Three starts of ipamd, one set of SNAT and connmark rules.
+    let rules = std::process::Command::new("ip")
+        .args(["netns", "exec", &tb.netns("node-a"), "iptables-save"])
+        .output()
+        .unwrap();
+    let rules = String::from_utf8_lossy(&rules.stdout);
+    assert_eq!(
+        rules
+            .lines()
+            .filter(|l| l.starts_with("-A POSTROUTING") && l.contains("AWS-SNAT-CHAIN-0"))
+            .count(),
+        1,
+        "{rules}"
+    );
+    assert_eq!(
+        rules
+            .lines()
+            .filter(|l| l.starts_with("-A AWS-SNAT-CHAIN-0") && l.contains("-j SNAT"))
+            .count(),
+        1,
+        "{rules}"
+    );
+    assert_eq!(
+        rules
+            .lines()
+            .filter(|l| l.starts_with("-A PREROUTING") && l.contains("AWS-CONNMARK-CHAIN-0"))
+            .count(),
+        1,
+        "{rules}"
+    );
     assert!(tb.ipamd_log("node-a").contains("moved aside"));
     child.kill().ok();
     child.wait().ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_eniconfig_marks_existing_enis_stale_and_metrics_use_the_existing_names() {
+    let tb = Testbed::with_agents(Some(&config(
+        "  - {name: node-a, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}}\n",
+        "  - {name: us-west-2a, subnet: pods-a, security_groups: [pods]}\n",
+        CUSTOM,
+    )));
+    let list = wait_enis(&tb, "node-a", 2, 9).await;
+    let (subnets, groups) = ids(&tb).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("eniconfig.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: crd.k8s.amazonaws.com/v1alpha1\nkind: ENIConfig\nmetadata: {{name: us-west-2a}}\nspec: {{subnet: {}, securityGroups: [{}]}}\n",
+            subnets["100.64.64.0/19"], groups["pods"]
+        ),
+    )
+    .unwrap();
+    assert!(
+        vpc_testbed(&tb.prefix, &["apply", "-f", file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let stale = wait_for(Duration::from_secs(10), || {
+        tb.introspect("node-a", "/v1/enis")["enis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["id"] == list[1].id.as_str() && e["stale"] == true)
+    });
+    assert!(
+        stale.is_some(),
+        "the ENI in the old subnet was not marked stale"
+    );
+    // Existing ENIs keep their subnet.
+    assert_eq!(
+        enis(&tb, "node-a").await[1].subnet,
+        subnets["100.64.0.0/19"]
+    );
+
+    let ns = netns::Netns::named(&tb.netns("node-a")).unwrap();
+    let (_, body) = ns
+        .run(|| {
+            testbed::emulator::http_json(61678, "GET", "/metrics", None, Duration::from_secs(5))
+        })
+        .unwrap()
+        .unwrap();
+    let text = body.as_str().unwrap_or_default().to_string();
+    for name in [
+        "awscni_eni_max 3",
+        "awscni_ip_max 20",
+        "awscni_total_ip_addresses",
+        "awscni_assigned_ip_addresses",
+        "awscni_ec2api_req_count{fn=\"CreateNetworkInterface\"} 1",
+        "awscni_aws_api_latency_ms_bucket",
+        "awscni_build_info",
+    ] {
+        assert!(text.contains(name), "metrics lack {name}:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attach_leaves_no_eni_behind() {
+    let nodes = "  - {name: node-a, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}}\n";
+    let tb = Testbed::with_agents(Some(&config(nodes, "  []\n", CUSTOM)));
+    let (status, _) = testbed::emulator::http_json(
+        tb.port(),
+        "POST",
+        "/_testbed/faults",
+        Some(serde_json::json!({"action": "AttachNetworkInterface", "error_code": "InternalError", "rate": 1.0})),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let (subnets, groups) = ids(&tb).await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("eniconfig.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: crd.k8s.amazonaws.com/v1alpha1\nkind: ENIConfig\nmetadata: {{name: us-west-2a}}\nspec: {{subnet: {}, securityGroups: [{}]}}\n",
+            subnets["100.64.0.0/19"], groups["pods"]
+        ),
+    )
+    .unwrap();
+    assert!(
+        vpc_testbed(&tb.prefix, &["apply", "-f", file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let tried = wait_for(Duration::from_secs(15), || {
+        tb.calls()["AttachNetworkInterface"]["error"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 2
+    });
+    assert!(
+        tried.is_some(),
+        "ipamd never tried to attach:\n{}",
+        tb.ipamd_log("node-a")
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = tb.calls();
+    let created = calls["CreateNetworkInterface"]["ok"].as_u64().unwrap_or(0);
+    let deleted = calls["DeleteNetworkInterface"]["ok"].as_u64().unwrap_or(0);
+    let ec2 = tb.ec2().await;
+    let detached = ec2
+        .describe_network_interfaces()
+        .filters(Filter::builder().name("status").values("available").build())
+        .filters(
+            Filter::builder()
+                .name("tag:node.k8s.amazonaws.com/instance_id")
+                .values(tb.instance("node-a"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    // One create may be between its create and its clean-up right now.
+    assert!(
+        detached.network_interfaces().len() <= 1,
+        "ENIs leaked: {:?}",
+        detached.network_interfaces().len()
+    );
+    assert!(
+        deleted + 1 >= created,
+        "created {created}, deleted {deleted}"
+    );
+    assert!(!conflist(&tb, "node-a").exists());
 }
