@@ -22,6 +22,10 @@ struct Cli {
 enum Command {
     /// The kubelet --max-pods for an instance type.
     MaxPods(commands::max_pods::Args),
+    /// A running node's ENIs, pool, targets and ENIConfig (from its introspection).
+    Status(commands::status::Args),
+    /// Check ENIConfigs against EC2 (exit 1 when one is invalid).
+    Validate(commands::validate::Args),
     /// Probe ipamd's gRPC health service (exit 0 when SERVING).
     Health(commands::health::Args),
     /// Copy the CNI plugin into the host's CNI bin directory atomically.
@@ -45,6 +49,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::MaxPods(args) => commands::max_pods::run(&args, &mut out),
         Command::Health(args) => commands::health::run(&args),
+        Command::Status(args) => commands::status::run(&args, &mut out),
+        Command::Validate(args) => commands::validate::run(&args, &mut out),
         Command::InstallCni(args) => commands::install_cni::run(&args),
     };
     let _ = out.flush();

@@ -1,3 +1,5 @@
 pub mod health;
 pub mod install_cni;
 pub mod max_pods;
+pub mod status;
+pub mod validate;

@@ -1,0 +1,208 @@
+//! `vpcctl validate`: every ENIConfig checked against EC2 before a node trips on it — the subnet
+//! exists, is in the cluster's VPC and in the zone the ENIConfig is named after, the groups
+//! exist in that VPC, how many addresses are free, and whether the subnet shares the nodes'
+//! CIDR block.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ec2::{Ec2, Ec2Metrics, SdkEc2, SdkOptions};
+use eniconfig::{
+    EniConfigSpec, GroupFacts, NodeFacts, Object, SubnetFacts, Validation, parse_manifests,
+};
+use ipnet::Ipv4Net;
+
+use crate::CliError;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A directory of ENIConfig manifests (as `kubectl apply` takes them).
+    #[arg(long)]
+    eniconfig_dir: PathBuf,
+    /// The cluster's VPC.
+    #[arg(long)]
+    vpc_id: String,
+    /// The nodes' CIDR block, to warn about pod subnets carved from it.
+    #[arg(long)]
+    node_cidr: Option<Ipv4Net>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct Row {
+    name: String,
+    subnet: String,
+    availability_zone: String,
+    free_addresses: Option<u32>,
+    security_groups: Vec<String>,
+    valid: bool,
+    #[serde(flatten)]
+    validation: Validation,
+}
+
+/// `us-west-2a` is a zone name; a config named after one must use a subnet there.
+fn zone_name(name: &str) -> Option<&str> {
+    let parts: Vec<&str> = name.split('-').collect();
+    let last = parts.last()?;
+    let ok = parts.len() == 3
+        && parts[0].len() == 2
+        && last.len() >= 2
+        && last[..last.len() - 1].chars().all(|c| c.is_ascii_digit())
+        && last.ends_with(|c: char| c.is_ascii_lowercase());
+    ok.then_some(name)
+}
+
+fn read_dir(dir: &PathBuf) -> Result<BTreeMap<String, EniConfigSpec>, CliError> {
+    let mut out = BTreeMap::new();
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| CliError::Input(format!("{}: {e}", dir.display())))?;
+    let mut paths: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "json")
+            )
+        })
+        .collect();
+    paths.sort();
+    for p in paths {
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| CliError::Input(format!("{}: {e}", p.display())))?;
+        for o in
+            parse_manifests(&text).map_err(|e| CliError::Input(format!("{}: {e}", p.display())))?
+        {
+            if let Object::EniConfig(c) = o {
+                out.insert(c.name, c.spec);
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(CliError::Input(format!(
+            "no ENIConfig in {}",
+            dir.display()
+        )));
+    }
+    Ok(out)
+}
+
+pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
+    let configs = read_dir(&args.eniconfig_dir)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(format!("tokio runtime: {e}")))?;
+    let rows = runtime.block_on(async {
+        let ec2 = SdkEc2::new(&SdkOptions::default(), Arc::new(Ec2Metrics::unregistered())).await;
+        let mut rows = Vec::new();
+        for (name, spec) in &configs {
+            let ec2_err = |e: ec2::Ec2Error| CliError::Failed(e.to_string());
+            let subnet = ec2.subnet(&spec.subnet).await.map_err(ec2_err)?;
+            let groups = ec2.security_groups(spec.groups()).await.map_err(ec2_err)?;
+            let zone = zone_name(name)
+                .map(str::to_string)
+                .or_else(|| subnet.as_ref().map(|s| s.availability_zone.clone()))
+                .unwrap_or_default();
+            let facts = NodeFacts {
+                vpc_id: args.vpc_id.clone(),
+                availability_zone: zone,
+                primary_block: args.node_cidr,
+                vpc_cidrs: Vec::new(),
+            };
+            let subnet_facts = subnet.as_ref().map(|s| SubnetFacts {
+                id: s.id.clone(),
+                vpc_id: s.vpc_id.clone(),
+                availability_zone: s.availability_zone.clone(),
+                cidr: s.cidr,
+                available_addresses: s.available_addresses,
+            });
+            let group_facts: Vec<GroupFacts> = groups
+                .iter()
+                .map(|g| GroupFacts {
+                    id: g.id.clone(),
+                    vpc_id: g.vpc_id.clone(),
+                })
+                .collect();
+            let validation =
+                eniconfig::validate(name, spec, &facts, subnet_facts.as_ref(), &group_facts);
+            rows.push(Row {
+                name: name.clone(),
+                subnet: spec.subnet.clone(),
+                availability_zone: subnet
+                    .as_ref()
+                    .map(|s| s.availability_zone.clone())
+                    .unwrap_or_default(),
+                free_addresses: subnet.as_ref().map(|s| s.available_addresses),
+                security_groups: spec.groups().to_vec(),
+                valid: validation.valid(),
+                validation,
+            });
+        }
+        Ok::<_, CliError>(rows)
+    })?;
+    if args.json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&rows).unwrap_or_default()
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{:<16} {:<26} {:<12} {:>6}  {}",
+            "ENICONFIG", "SUBNET", "ZONE", "FREE", "RESULT"
+        )?;
+        for r in &rows {
+            let result = if r.valid {
+                "valid".to_string()
+            } else {
+                "INVALID".to_string()
+            };
+            let free = r
+                .free_addresses
+                .map(|f| f.to_string())
+                .unwrap_or_else(|| "-".into());
+            writeln!(
+                out,
+                "{:<16} {:<26} {:<12} {:>6}  {result}",
+                r.name, r.subnet, r.availability_zone, free
+            )?;
+            for e in &r.validation.errors {
+                writeln!(out, "    error: {e}")?;
+            }
+            for w in &r.validation.warnings {
+                writeln!(out, "    warning: {w}")?;
+            }
+        }
+    }
+    let invalid: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.valid)
+        .map(|r| r.name.as_str())
+        .collect();
+    if invalid.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::Failed(format!(
+            "invalid ENIConfigs: {}",
+            invalid.join(", ")
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zone_name;
+
+    #[test]
+    fn zone_names() {
+        assert_eq!(zone_name("us-west-2a"), Some("us-west-2a"));
+        assert_eq!(zone_name("ap-southeast-1c"), Some("ap-southeast-1c"));
+        assert_eq!(zone_name("default"), None);
+        assert_eq!(zone_name("subnet1Config"), None);
+        assert_eq!(zone_name("us-west-2"), None);
+    }
+}
