@@ -152,8 +152,8 @@ pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
     } else {
         writeln!(
             out,
-            "{:<16} {:<26} {:<12} {:>6}  {}",
-            "ENICONFIG", "SUBNET", "ZONE", "FREE", "RESULT"
+            "{:<16} {:<26} {:<12} {:>6}  RESULT",
+            "ENICONFIG", "SUBNET", "ZONE", "FREE"
         )?;
         for r in &rows {
             let result = if r.valid {
