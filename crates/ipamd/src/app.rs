@@ -192,6 +192,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         }
     }
     restore_checkpoint(&node);
+    recover_from_host_routes(&node, &nl).await;
 
     let primary_link = nl
         .link_by_mac(&netlink::parse_mac(&id.primary_mac).map_err(startup("primary MAC"))?)
@@ -327,6 +328,59 @@ fn restore_checkpoint(node: &Node) {
     }
     if let Err(e) = checkpoint::store(path, &Checkpoint::from_datastore(&st.ds)) {
         error!(error = %e, "writing the checkpoint");
+    }
+}
+
+/// Pods the checkpoint does not know (it was lost or unusable) still have their host routes
+/// (`IP/32 dev <vethPrefix>…`): their addresses are kept as assigned so no new pod gets them.
+/// They are released by GC or when the address is found unrouted after a restart.
+async fn recover_from_host_routes(node: &Node, nl: &Netlink) {
+    let prefix = &node.cli.settings.veth_prefix;
+    let (routes, links) = match (nl.routes(254).await, nl.links().await) {
+        (Ok(r), Ok(l)) => (r, l),
+        (Err(e), _) | (_, Err(e)) => {
+            error!(error = %e, "reading the node's pod routes");
+            return;
+        }
+    };
+    let mut st = node.lock();
+    let held: Vec<std::net::Ipv4Addr> = st.ds.allocations().map(|(_, a)| a.ip).collect();
+    let mut recovered = 0;
+    for r in routes
+        .iter()
+        .filter(|r| r.dst.prefix_len() == 32 && r.gateway.is_none())
+    {
+        let on_pod_veth = r
+            .oif
+            .and_then(|i| links.iter().find(|l| l.index == i))
+            .is_some_and(|l| l.name.starts_with(prefix.as_str()));
+        let ip = r.dst.addr();
+        if !on_pod_veth || held.contains(&ip) {
+            continue;
+        }
+        let key = ipam::AllocKey::new("aws-cni", &format!("recovered-{ip}"), "eth0");
+        let meta = ipam::PodMetadata {
+            namespace: String::new(),
+            name: "recovered from the host's routes".into(),
+        };
+        match st.ds.restore(&key, ip, meta, Time::now()) {
+            Ok(_) => recovered += 1,
+            Err(e) => {
+                warn!(%ip, error = %e, "a pod route whose address is not on this node's ENIs")
+            }
+        }
+    }
+    if recovered > 0 {
+        warn!(
+            recovered,
+            "addresses of running pods the checkpoint did not know were kept from the host's routes"
+        );
+        if let Err(e) = checkpoint::store(
+            &node.cli.settings.backing_store,
+            &Checkpoint::from_datastore(&st.ds),
+        ) {
+            error!(error = %e, "writing the checkpoint");
+        }
     }
 }
 
