@@ -231,7 +231,13 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(serve_grpc(node.clone(), shutdown_rx.clone())?));
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    tasks.push(tokio::spawn(serve_grpc(
+        node.clone(),
+        shutdown_rx.clone(),
+        health_reporter.clone(),
+        health_service,
+    )?));
     if !settings.disable_introspection {
         tasks.push(tokio::spawn(serve_http(
             settings.introspection_bind_address,
@@ -254,6 +260,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     tasks.push(tokio::spawn(manager.run(shutdown_rx.clone())));
     tasks.push(tokio::spawn(write_cni_config_when_ready(
         node.clone(),
+        health_reporter,
         shutdown_rx.clone(),
     )));
     if !settings.disable_leaked_eni_cleanup {
@@ -404,12 +411,15 @@ async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
     }
 }
 
-fn serve_grpc(
+type CniServer = rpc::cni_backend_server::CniBackendServer<Backend>;
+
+fn serve_grpc<H: tonic_health::pb::health_server::Health>(
     node: Arc<Node>,
     shutdown: watch::Receiver<bool>,
+    health_reporter: tonic_health::server::HealthReporter,
+    health: tonic_health::pb::health_server::HealthServer<H>,
 ) -> Result<impl std::future::Future<Output = ()>, AppError> {
     let address = node.cli.options.grpc_address.clone();
-    let (health_reporter, health) = tonic_health::server::health_reporter();
     let node_for_health = node.clone();
     let backend = rpc::cni_backend_server::CniBackendServer::new(Backend { node });
     let router = tonic::transport::Server::builder()
@@ -465,13 +475,9 @@ fn serve_grpc(
             if last != Some(serving) {
                 info!(serving, "rpc.CNIBackend health");
                 if serving {
-                    health_reporter
-                        .set_serving::<rpc::cni_backend_server::CniBackendServer<Backend>>()
-                        .await;
+                    health_reporter.set_serving::<CniServer>().await;
                 } else {
-                    health_reporter
-                        .set_not_serving::<rpc::cni_backend_server::CniBackendServer<Backend>>()
-                        .await;
+                    health_reporter.set_not_serving::<CniServer>().await;
                 }
                 last = Some(serving);
             }
@@ -522,7 +528,11 @@ async fn serve_http(addr: SocketAddr, router: axum::Router, shutdown: watch::Rec
 }
 
 /// Writes the CNI config once the pool holds an address and custom networking is satisfied.
-async fn write_cni_config_when_ready(node: Arc<Node>, mut shutdown: watch::Receiver<bool>) {
+async fn write_cni_config_when_ready(
+    node: Arc<Node>,
+    health: tonic_health::server::HealthReporter,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let ready = {
             let st = node.lock();
@@ -530,6 +540,8 @@ async fn write_cni_config_when_ready(node: Arc<Node>, mut shutdown: watch::Recei
             stats.total > stats.assigned && matches!(st.target, Some(Target::Ready { .. }))
         };
         if ready {
+            // Ready to the runtime implies ready to the plugin's STATUS.
+            health.set_serving::<CniServer>().await;
             match crate::cniconf::write(&node) {
                 Ok(()) => {
                     node.lock().network_ready = true;
