@@ -468,24 +468,9 @@ fn bad_input_gives_the_spec_error_codes() {
 fn a_lost_checkpoint_does_not_give_a_running_pods_address_to_another() {
     let tb = Testbed::with_agents(None);
     let web = pod_address(&pod_add(&tb, "node-a", "web", &[]));
-    let pid = tb.node("node-a")["ipamd_pid"].as_i64().unwrap() as i32;
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    // Nothing writes the checkpoint between here and the crash (no ADD or DEL runs).
     std::fs::write(tb.node_dir("node-a").join("ipam.json"), b"garbage").unwrap();
-    let _ = std::fs::remove_file(tb.node_dir("node-a").join("ipamd.sock"));
-    let config = testbed::config::Config::load(None).unwrap();
-    let node = config.nodes.iter().find(|n| n.name == "node-a").unwrap();
-    let dir = testbed::agents::NodeDir(tb.node_dir("node-a"));
-    let mut child =
-        testbed::agents::start_ipamd(&tb.netns("node-a"), &dir, "us-west-2", &config, node)
-            .unwrap();
-    testsupport::testbed::wait_for(Duration::from_secs(20), || {
-        tb.node_dir("node-a").join("ipamd.sock").exists()
-    })
-    .expect("ipamd did not come back");
+    let mut child = tb.restart_ipamd("node-a", None);
     let enis = tb.introspect("node-a", "/v1/enis");
     let kept = enis["enis"]
         .as_array()

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
-use testsupport::testbed::{Testbed, vpc_testbed, wait_for};
+use testsupport::testbed::{Testbed, wait_for};
 
 const HEAD: &str = r#"
 region: us-west-2
@@ -288,22 +288,7 @@ async fn a_missing_eniconfig_keeps_the_node_not_ready_until_it_appears() {
     assert_eq!(configs["target"]["state"], "blocked");
 
     let (subnets, groups) = ids(&tb).await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("eniconfig.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "apiVersion: crd.k8s.amazonaws.com/v1alpha1\nkind: ENIConfig\nmetadata: {{name: us-west-2a}}\nspec: {{subnet: {}, securityGroups: [{}]}}\n",
-            subnets["100.64.0.0/19"], groups["pods"]
-        ),
-    )
-    .unwrap();
-    let out = vpc_testbed(&tb.prefix, &["apply", "-f", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tb.apply_eniconfig("us-west-2a", &subnets["100.64.0.0/19"], &[&groups["pods"]]);
     let took = wait_for(Duration::from_secs(15), || conflist(&tb, "node-a").exists())
         .unwrap_or_else(|| {
             panic!(
@@ -433,45 +418,7 @@ async fn a_restart_keeps_allocations_and_a_corrupt_checkpoint_is_moved_aside() {
     for c in ["c1", "c2", "c3"] {
         held.insert(c, add(&tb, "node-a", c).await.unwrap());
     }
-    let restart = |tb: &Testbed, previous: Option<std::process::Child>| {
-        match previous {
-            Some(mut c) => {
-                c.kill().ok();
-                c.wait().ok();
-            }
-            None => {
-                // The daemon's child: SIGKILL it, as a crash would.
-                let pid = tb.node("node-a")["ipamd_pid"].as_i64().unwrap() as i32;
-                nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                )
-                .ok();
-            }
-        }
-        let _ = std::fs::remove_file(tb.node_dir("node-a").join("ipamd.sock"));
-        let config = testbed::config::Config::load(None).unwrap();
-        let node = config.nodes.iter().find(|n| n.name == "node-a").unwrap();
-        let dir = testbed::agents::NodeDir(tb.node_dir("node-a"));
-        let child =
-            testbed::agents::start_ipamd(&tb.netns("node-a"), &dir, "us-west-2", &config, node)
-                .unwrap();
-        if wait_for(Duration::from_secs(20), || {
-            tb.node_dir("node-a").join("ipamd.sock").exists()
-        })
-        .is_none()
-        {
-            let stderr = std::fs::read_to_string(tb.node_dir("node-a").join("ipamd.stderr"))
-                .unwrap_or_default();
-            let log = tb.ipamd_log("node-a");
-            panic!(
-                "ipamd did not come back:\n{stderr}\n{}",
-                &log[log.len().saturating_sub(3000)..]
-            );
-        }
-        child
-    };
-    let child = restart(&tb, None);
+    let child = tb.restart_ipamd("node-a", None);
     for (c, ip) in &held {
         assert_eq!(
             &add(&tb, "node-a", c).await.unwrap(),
@@ -490,7 +437,7 @@ async fn a_restart_keeps_allocations_and_a_corrupt_checkpoint_is_moved_aside() {
         b"{\"version\":\"vpc-cni-ipam/1\",\"allo",
     )
     .unwrap();
-    let mut child = restart(&tb, Some(child));
+    let mut child = tb.restart_ipamd("node-a", Some(child));
     let aside: Vec<_> = std::fs::read_dir(tb.node_dir("node-a"))
         .unwrap()
         .flatten()
@@ -547,21 +494,7 @@ async fn a_changed_eniconfig_marks_existing_enis_stale_and_metrics_use_the_exist
     )));
     let list = wait_enis(&tb, "node-a", 2, 9).await;
     let (subnets, groups) = ids(&tb).await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("eniconfig.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "apiVersion: crd.k8s.amazonaws.com/v1alpha1\nkind: ENIConfig\nmetadata: {{name: us-west-2a}}\nspec: {{subnet: {}, securityGroups: [{}]}}\n",
-            subnets["100.64.64.0/19"], groups["pods"]
-        ),
-    )
-    .unwrap();
-    assert!(
-        vpc_testbed(&tb.prefix, &["apply", "-f", file.to_str().unwrap()])
-            .status
-            .success()
-    );
+    tb.apply_eniconfig("us-west-2a", &subnets["100.64.64.0/19"], &[&groups["pods"]]);
     let stale = wait_for(Duration::from_secs(10), || {
         tb.introspect("node-a", "/v1/enis")["enis"]
             .as_array()
@@ -614,21 +547,7 @@ async fn a_failed_attach_leaves_no_eni_behind() {
     .unwrap();
     assert_eq!(status, 200);
     let (subnets, groups) = ids(&tb).await;
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("eniconfig.yaml");
-    std::fs::write(
-        &file,
-        format!(
-            "apiVersion: crd.k8s.amazonaws.com/v1alpha1\nkind: ENIConfig\nmetadata: {{name: us-west-2a}}\nspec: {{subnet: {}, securityGroups: [{}]}}\n",
-            subnets["100.64.0.0/19"], groups["pods"]
-        ),
-    )
-    .unwrap();
-    assert!(
-        vpc_testbed(&tb.prefix, &["apply", "-f", file.to_str().unwrap()])
-            .status
-            .success()
-    );
+    tb.apply_eniconfig("us-west-2a", &subnets["100.64.0.0/19"], &[&groups["pods"]]);
     let tried = wait_for(Duration::from_secs(15), || {
         tb.calls()["AttachNetworkInterface"]["error"]
             .as_u64()

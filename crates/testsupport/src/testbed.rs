@@ -349,3 +349,73 @@ pub fn process_running(pid: i32) -> bool {
         })
         .unwrap_or(false)
 }
+
+impl Testbed {
+    /// `vpc-testbed apply -f` of one ENIConfig on every node.
+    pub fn apply_eniconfig(&self, name: &str, subnet: &str, groups: &[&str]) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("eniconfig.yaml");
+        let groups = if groups.is_empty() {
+            String::new()
+        } else {
+            format!(", securityGroups: [{}]", groups.join(", "))
+        };
+        std::fs::write(
+            &file,
+            format!("apiVersion: crd.k8s.amazonaws.com/v1alpha1\nkind: ENIConfig\nmetadata: {{name: {name}}}\nspec: {{subnet: {subnet}{groups}}}\n"),
+        )
+        .unwrap();
+        let out = vpc_testbed(&self.prefix, &["apply", "-f", file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "apply: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Kills the node's ipamd (the daemon's, or `previous`) as a crash would, and starts another
+    /// the way the daemon does (default testbed config). Returns once it serves gRPC.
+    pub fn restart_ipamd(
+        &self,
+        node: &str,
+        previous: Option<std::process::Child>,
+    ) -> std::process::Child {
+        match previous {
+            Some(mut c) => {
+                c.kill().ok();
+                c.wait().ok();
+            }
+            None => {
+                let pid = self.node(node)["ipamd_pid"].as_i64().unwrap() as i32;
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .ok();
+            }
+        }
+        let socket = self.node_dir(node).join("ipamd.sock");
+        let _ = std::fs::remove_file(&socket);
+        let config = ::testbed::config::Config::load(None).unwrap();
+        let node_config = config.nodes.iter().find(|n| n.name == node).unwrap();
+        let dir = ::testbed::agents::NodeDir(self.node_dir(node));
+        let child = ::testbed::agents::start_ipamd(
+            &self.netns(node),
+            &dir,
+            "us-west-2",
+            &config,
+            node_config,
+        )
+        .unwrap();
+        if wait_for(Duration::from_secs(20), || socket.exists()).is_none() {
+            let stderr = std::fs::read_to_string(self.node_dir(node).join("ipamd.stderr"))
+                .unwrap_or_default();
+            let log = self.ipamd_log(node);
+            panic!(
+                "ipamd did not come back:\n{stderr}\n{}",
+                &log[log.len().saturating_sub(3000)..]
+            );
+        }
+        child
+    }
+}
