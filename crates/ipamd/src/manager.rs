@@ -36,8 +36,9 @@ pub struct Manager<C: Ec2> {
 pub fn adopt(node: &Node, st: &mut NodeState, eni: &NetworkInterface, now: Time) {
     let Some(att) = &eni.attachment else { return };
     if att.network_card != 0 || eni.tags.get(NO_MANAGE_TAG).is_some_and(|v| v == "true") {
-        if !st.unmanaged.contains(&eni.id) {
-            st.unmanaged.push(eni.id.clone());
+        if !st.unmanaged.iter().any(|(id, _)| *id == eni.id) {
+            let device = (att.network_card == 0).then_some(att.device_index);
+            st.unmanaged.push((eni.id.clone(), device));
         }
         return;
     }
@@ -274,8 +275,14 @@ impl<C: Ec2 + 'static> Manager<C> {
         Ok(())
     }
 
+    /// The lowest device index on card 0 that no interface, managed or not, occupies.
     fn free_device_index(&self, st: &NodeState) -> u32 {
-        let used: Vec<u32> = st.ds.enis().map(|e| e.device_number).collect();
+        let used: Vec<u32> = st
+            .ds
+            .enis()
+            .map(|e| e.device_number)
+            .chain(st.unmanaged.iter().filter_map(|(_, d)| *d))
+            .collect();
         (1..).find(|i| !used.contains(i)).unwrap_or(1)
     }
 
@@ -326,6 +333,8 @@ impl<C: Ec2 + 'static> Manager<C> {
             }
             Err(e) => return Err(e),
         };
+        // Re-read what is attached: an interface someone else attached takes its index too.
+        self.resync().await;
         let device = self.free_device_index(&self.node.lock());
         let attached = async {
             let attachment = self.ec2.attach_eni(&eni.id, instance, device).await?;

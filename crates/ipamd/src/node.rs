@@ -42,8 +42,9 @@ pub struct EniFacts {
 pub struct NodeState {
     pub ds: Datastore,
     pub enis: BTreeMap<String, EniFacts>,
-    /// Attached interfaces ipamd does not manage (tagged no_manage, or on other cards).
-    pub unmanaged: Vec<String>,
+    /// Attached interfaces ipamd does not manage (tagged no_manage, or on other cards), with
+    /// the device index each occupies on card 0 (None on other cards).
+    pub unmanaged: Vec<(String, Option<u32>)>,
     pub last_decrease: Option<Time>,
     pub selection: Option<Selection>,
     pub spec: Option<EniConfigSpec>,

@@ -588,3 +588,61 @@ async fn a_failed_attach_leaves_no_eni_behind() {
     );
     assert!(!conflist(&tb, "node-a").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmanaged_eni_keeps_its_device_index_and_serves_no_pods() {
+    let nodes = "  - {name: node-a, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}}\n";
+    let tb = Testbed::with_agents(Some(&config(nodes, "  []\n", CUSTOM)));
+    let (subnets, groups) = ids(&tb).await;
+    let ec2 = tb.ec2().await;
+    // Someone else's interface, tagged so ipamd leaves it alone, at device index 1.
+    let eni = ec2
+        .create_network_interface()
+        .subnet_id(&subnets["100.64.96.0/19"])
+        .secondary_private_ip_address_count(2)
+        .tag_specifications(
+            aws_sdk_ec2::types::TagSpecification::builder()
+                .resource_type(aws_sdk_ec2::types::ResourceType::NetworkInterface)
+                .tags(
+                    aws_sdk_ec2::types::Tag::builder()
+                        .key("node.k8s.amazonaws.com/no_manage")
+                        .value("true")
+                        .build(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let eni_id = eni
+        .network_interface()
+        .unwrap()
+        .network_interface_id()
+        .unwrap()
+        .to_string();
+    ec2.attach_network_interface()
+        .network_interface_id(&eni_id)
+        .instance_id(tb.instance("node-a"))
+        .device_index(1)
+        .send()
+        .await
+        .unwrap();
+    tb.apply_eniconfig("us-west-2a", &subnets["100.64.0.0/19"], &[&groups["pods"]]);
+    let list = wait_enis(&tb, "node-a", 3, 11).await;
+    assert_eq!(list[1].id, eni_id);
+    assert_eq!(
+        list[2].device, 2,
+        "ipamd's ENI did not take the next free index"
+    );
+    assert_eq!(list[2].subnet, subnets["100.64.0.0/19"]);
+    let view = tb.introspect("node-a", "/v1/enis");
+    assert!(
+        !view["enis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["id"] == eni_id.as_str()),
+        "the unmanaged ENI is in the pool"
+    );
+    assert_eq!(tb.introspect("node-a", "/v1/pool")["stats"]["total"], 9);
+}

@@ -157,8 +157,17 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
             .iter()
             .map(|(n, _, _)| (n.name.clone(), NodeDir::new(&dir, &n.name).conflist()))
             .collect();
+        let settled = |name: &str, conflist: &std::path::Path| {
+            conflist.exists()
+                || blocked(
+                    &crate::fabric::Names {
+                        prefix: options.prefix.clone(),
+                    }
+                    .node(name),
+                )
+        };
         while started.elapsed() < Duration::from_secs(20)
-            && !conflists.iter().all(|(_, p)| p.exists())
+            && !conflists.iter().all(|(name, p)| settled(name, p))
         {
             if let Ok(next) = fetch(&emulator, Some(snapshot.version))
                 && next.version != snapshot.version
@@ -218,6 +227,26 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
     runtime.shutdown_timeout(Duration::from_secs(1));
     emulator.stop();
     Ok(())
+}
+
+/// The node's ipamd says it cannot serve pods (e.g. its ENIConfig is missing): waiting for its
+/// CNI config would be waiting for nothing.
+fn blocked(netns: &str) -> bool {
+    let Ok(ns) = netns::Netns::named(netns) else {
+        return false;
+    };
+    ns.run(|| {
+        http_json(
+            61679,
+            "GET",
+            "/v1/eni-configs",
+            None,
+            Duration::from_secs(2),
+        )
+    })
+    .ok()
+    .and_then(Result::ok)
+    .is_some_and(|(_, body)| body["target"]["state"] == "blocked")
 }
 
 fn listen(netns: &str, addr: &str, port: u16) -> Result<std::net::TcpListener, TestbedError> {
