@@ -28,3 +28,4 @@ demo: setup
 
 bench:
 	cargo bench -p ipam --bench datastore
+	scripts/bench
