@@ -393,6 +393,11 @@ async fn add_is_idempotent_del_of_unknown_succeeds_and_neither_calls_ec2() {
         CUSTOM,
     )));
     wait_enis(&tb, "node-a", 2, 9).await;
+    // EC2 shows the ENI before ipamd has routed it and pooled its addresses.
+    wait_for(Duration::from_secs(10), || {
+        tb.introspect("node-a", "/v1/pool")["stats"]["total"] == 9
+    })
+    .expect("the pool never filled");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = tb.calls();
     let first = add(&tb, "node-a", "c1").await.unwrap();
@@ -635,6 +640,15 @@ async fn an_unmanaged_eni_keeps_its_device_index_and_serves_no_pods() {
         "ipamd's ENI did not take the next free index"
     );
     assert_eq!(list[2].subnet, subnets["100.64.0.0/19"]);
+    // EC2 shows the attach before ipamd has routed the ENI and added its addresses.
+    let pooled = wait_for(Duration::from_secs(10), || {
+        tb.introspect("node-a", "/v1/pool")["stats"]["total"] == 9
+    });
+    assert!(
+        pooled.is_some(),
+        "pool: {}",
+        tb.introspect("node-a", "/v1/pool")
+    );
     let view = tb.introspect("node-a", "/v1/enis");
     assert!(
         !view["enis"]
@@ -644,5 +658,7 @@ async fn an_unmanaged_eni_keeps_its_device_index_and_serves_no_pods() {
             .any(|e| e["id"] == eni_id.as_str()),
         "the unmanaged ENI is in the pool"
     );
+    // Still 9 a moment later: the unmanaged ENI's two addresses never join.
+    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(tb.introspect("node-a", "/v1/pool")["stats"]["total"], 9);
 }
