@@ -211,13 +211,11 @@ pub async fn check(env: &CniEnv, conf: &NetConf) -> Result<String, CniError> {
     let pod_ns = Netns::open(&env.netns).map_err(|e| CniError::new(Code::Io, e.to_string()))?;
     let node = Netlink::connect().await.map_err(node_netlink_err)?;
     // The table comes from the node's own from-pod rule; without one the address is on main.
-    let table = node
-        .rules()
+    let table = pod::from_rule_tables(&node, ip)
         .await
         .map_err(node_netlink_err)?
-        .into_iter()
-        .find(|r| r.priority == pod::FROM_POD_PRIORITY && r.src == Some(ipnet::Ipv4Net::from(ip)))
-        .map(|r| r.table)
+        .first()
+        .copied()
         .unwrap_or(MAIN_TABLE);
     let host_if = host_if(conf, env);
     let spec = PodSpec {

@@ -67,6 +67,20 @@ fn from_rule(ip: Ipv4Addr, table: u32) -> Rule {
     }
 }
 
+/// The tables of the node's from-pod rules for `ip` (one, or none when the address is on main).
+pub async fn from_rule_tables(
+    node: &Netlink,
+    ip: Ipv4Addr,
+) -> Result<Vec<u32>, netlink::NetlinkError> {
+    Ok(node
+        .rules()
+        .await?
+        .into_iter()
+        .filter(|r| r.priority == FROM_POD_PRIORITY && r.src == Some(Ipv4Net::from(ip)))
+        .map(|r| r.table)
+        .collect())
+}
+
 fn host_route(ip: Ipv4Addr, index: u32) -> Route {
     Route::link_scope(Ipv4Net::from(ip), index, MAIN_TABLE)
 }
@@ -167,12 +181,8 @@ pub async fn remove(
         let tables: Vec<u32> = match table {
             Some(t) if t != MAIN_TABLE => vec![t],
             Some(_) => Vec::new(),
-            None => match node.rules().await {
-                Ok(rules) => rules
-                    .into_iter()
-                    .filter(|r| r.priority == FROM_POD_PRIORITY && r.src == Some(Ipv4Net::from(ip)))
-                    .map(|r| r.table)
-                    .collect(),
+            None => match from_rule_tables(node, ip).await {
+                Ok(tables) => tables,
                 Err(e) => {
                     errors.push(e.to_string());
                     Vec::new()
