@@ -142,8 +142,12 @@ def eniconfig_errors(crd: dict, doc: dict) -> list[str]:
         errors.append("metadata.namespace is set on a cluster-scoped object")
     raw = version["schema"]["openAPIV3Schema"]
     schema = to_json_schema(raw)
-    # metadata is the API server's business (checked above), not the CRD schema's.
-    schema.setdefault("properties", {})["metadata"] = {"type": "object"}
+    # apiVersion, kind (checked above) and metadata are the API server's business, implicit in
+    # every CRD schema (the generated one does not spell them out).
+    props = schema.setdefault("properties", {})
+    props["metadata"] = {"type": "object"}
+    props.setdefault("apiVersion", {"type": "string"})
+    props.setdefault("kind", {"type": "string"})
     validator = jsonschema.Draft7Validator(schema)
     for err in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
         where = ".".join(str(p) for p in err.absolute_path) or "(root)"

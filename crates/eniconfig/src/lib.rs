@@ -6,7 +6,8 @@ mod select;
 mod validate;
 
 pub use manifest::{
-    API_VERSION, EniConfig, EniConfigSpec, ManifestError, NodeObject, Object, parse_manifests,
+    API_VERSION, EniConfig, EniConfigSpec, ManifestError, NodeObject, Object, Objects,
+    parse_manifests,
 };
 pub use validate::{GroupFacts, NodeFacts, SubnetFacts, Validation, validate};
 

@@ -38,6 +38,16 @@ pub struct NodeObject {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// What a source (a manifests directory or the API server) knows now: this node's Node object and
+/// every ENIConfig by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Objects {
+    pub node: Option<NodeObject>,
+    pub eniconfigs: BTreeMap<String, EniConfigSpec>,
+    /// What could not be read (a file, a watch); the last good content is kept.
+    pub errors: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Object {
     Node(NodeObject),

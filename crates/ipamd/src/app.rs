@@ -17,10 +17,12 @@ use tracing::{error, info, warn};
 use crate::cli::Cli;
 use crate::datapath::eni::{EniRouting, wait_for_link};
 use crate::datapath::{self, snat};
+use crate::events::EventSink;
 use crate::manager::{Manager, adopt};
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeState, Target};
 use crate::server::Backend;
+use crate::source::ObjectsRx;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -52,6 +54,48 @@ async fn identity() -> Result<InstanceIdentity, AppError> {
     Err(AppError::Identity("unreachable".into()))
 }
 
+/// Kubernetes mode: the API server (waited for, bounded) feeds the Node and the ENIConfigs;
+/// Events go to the Node; the agent holding the Lease writes ENIConfig status.
+async fn kubernetes<C: ec2::Ec2 + 'static>(
+    cli: &Cli,
+    id: &ec2::InstanceIdentity,
+    ec2: Arc<C>,
+) -> Result<(ObjectsRx, EventSink), AppError> {
+    let Some(node_name) = cli.settings.my_node_name.clone() else {
+        return Err(AppError::Settings(
+            "Kubernetes mode needs MY_NODE_NAME (the DaemonSet sets it from spec.nodeName); for standalone mode pass --manifests DIR (IPAMD_MANIFESTS)".into(),
+        ));
+    };
+    let client = cluster::connect(cli.options.kubeconfig.as_deref(), cluster::Retry::default())
+        .await
+        .map_err(|e| AppError::Startup(e.to_string()))?;
+    let objects = cluster::watch_objects(client.clone(), &node_name);
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(cluster::publish_node_events(
+        client.clone(),
+        node_name.clone(),
+        rx,
+    ));
+    let leader = cluster::elect(
+        client.clone(),
+        cluster::Election {
+            namespace: cli.options.lease_namespace.clone(),
+            identity: node_name,
+            duration: Duration::from_secs(15),
+            period: Duration::from_secs(5),
+        },
+    );
+    tokio::spawn(cluster::run_writer(
+        client,
+        crate::facts::Ec2Facts(ec2),
+        id.vpc_id.clone(),
+        leader,
+        objects.clone(),
+        Duration::from_secs(cli.options.eniconfig_status_interval.max(5)),
+    ));
+    Ok((objects, EventSink::kubernetes(tx)))
+}
+
 pub async fn run(cli: Cli) -> Result<(), AppError> {
     let settings = &cli.settings;
     settings
@@ -63,11 +107,6 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             "ADDITIONAL_ENI_TAGS: tag keys containing k8s.amazonaws.com are reserved and ignored"
         );
     }
-    let Some(manifests) = cli.options.manifests.clone() else {
-        return Err(AppError::Settings(
-            "no source for the Node and ENIConfig objects: pass --manifests DIR (IPAMD_MANIFESTS) for standalone mode".into(),
-        ));
-    };
     let id = identity().await?;
     info!(
         instance = id.instance_id,
@@ -140,7 +179,13 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         "limits"
     );
 
-    let objects = crate::source::standalone(manifests, settings.my_node_name.clone());
+    let (objects, events) = match cli.options.manifests.clone() {
+        Some(dir) => (
+            crate::source::standalone(dir, settings.my_node_name.clone()),
+            EventSink::default(),
+        ),
+        None => kubernetes(&cli, &id, ec2.clone()).await?,
+    };
     let ds = Datastore::new(settings.ip_cooldown(), pods.max_pods as usize);
     let node = Arc::new(Node {
         cli: cli.clone(),
@@ -152,6 +197,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         wake: tokio::sync::Notify::new(),
         metrics,
         objects,
+        events,
     });
     let nl = Arc::new(Netlink::connect().await.map_err(startup("netlink"))?);
 

@@ -28,6 +28,30 @@ pub struct Options {
     #[arg(long, env = "IPAMD_MANIFESTS", value_name = "IPAMD_MANIFESTS")]
     pub manifests: Option<PathBuf>,
 
+    /// Kubernetes mode (no --manifests): this kubeconfig instead of the in-cluster service
+    /// account (or KUBECONFIG / ~/.kube/config when not in a pod).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Kubernetes mode: the namespace of the Lease that elects the one ENIConfig status writer.
+    #[arg(
+        long,
+        env = "POD_NAMESPACE",
+        value_name = "POD_NAMESPACE",
+        default_value = "kube-system"
+    )]
+    pub lease_namespace: String,
+
+    /// Kubernetes mode: how often the elected writer re-checks every ENIConfig's status against
+    /// EC2 (seconds); a changed ENIConfig is checked at once.
+    #[arg(
+        long,
+        env = "ENICONFIG_STATUS_INTERVAL",
+        value_name = "ENICONFIG_STATUS_INTERVAL",
+        default_value = "60"
+    )]
+    pub eniconfig_status_interval: u64,
+
     /// gRPC address for the plugin: unix:///path (mode 0660) or a loopback host:port.
     #[arg(
         long,

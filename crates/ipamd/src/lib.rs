@@ -6,6 +6,8 @@ pub mod app;
 pub mod cli;
 pub mod cniconf;
 pub mod datapath;
+pub mod events;
+pub mod facts;
 pub mod introspection;
 pub mod logging;
 pub mod manager;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ec2::{AddressRequest, CreateEni, Ec2, Ec2Error, ErrorClass, NetworkInterface};
-use eniconfig::{GroupFacts, NodeFacts, SubnetFacts, select, validate};
+use eniconfig::{GroupFacts, NodeFacts, select, validate};
 use ipam::{Eni, PoolAction, Time};
 use ipamd_settings::SgFallback;
 use ipnet::Ipv4Net;
@@ -15,6 +15,7 @@ use netlink::Netlink;
 use tracing::{error, info, warn};
 
 use crate::datapath::eni::{EniRouting, wait_for_link};
+use crate::facts::{group_facts, subnet_facts};
 use crate::node::{EniFacts, Node, NodeState, Target};
 
 pub const INSTANCE_TAG: &str = "node.k8s.amazonaws.com/instance_id";
@@ -324,7 +325,10 @@ impl<C: Ec2 + 'static> Manager<C> {
         let eni = match self.ec2.create_eni(&request).await {
             Ok(e) => e,
             Err(e) if e.class() == ErrorClass::SubnetFull => {
-                warn!(subnet = subnet_id, error = %e, "subnet is out of addresses: leaving it alone for 2 minutes");
+                self.node.events.warning(
+                    "SubnetFull",
+                    &format!("subnet {subnet_id} is out of addresses ({e}): no pod ENI from it for 2 minutes"),
+                );
                 self.node
                     .lock()
                     .subnet_backoff
@@ -539,7 +543,7 @@ impl<C: Ec2 + 'static> Manager<C> {
         let Some(node) = &objects.node else {
             let reason =
                 "no Node object for this node: cannot tell which ENIConfig applies".to_string();
-            self.set_blocked(reason);
+            self.set_blocked("NodeNotFound", reason);
             return;
         };
         let selection = select(
@@ -557,7 +561,7 @@ impl<C: Ec2 + 'static> Manager<C> {
                 st.selection = Some(selection);
                 st.spec = None;
             }
-            self.set_blocked(reason);
+            self.set_blocked("ENIConfigNotFound", reason);
             return;
         };
         let cached = {
@@ -582,38 +586,24 @@ impl<C: Ec2 + 'static> Manager<C> {
                     v
                 }
                 Err(e) => {
-                    self.set_blocked(format!(
-                        "ENIConfig {} cannot be checked against EC2: {e}",
-                        selection.name
-                    ));
+                    self.set_blocked(
+                        "ENIConfigUnchecked",
+                        format!(
+                            "ENIConfig {} cannot be checked against EC2: {e}",
+                            selection.name
+                        ),
+                    );
                     return;
                 }
             },
         };
-        let mut st = self.node.lock();
-        st.selection = Some(selection.clone());
-        st.spec = Some(spec.clone());
-        let target = if validation.valid() {
-            let groups = match (
-                spec.groups().is_empty(),
-                self.node.cli.settings.eni_config_sg_fallback,
-            ) {
-                (false, _) => spec.groups().to_vec(),
-                (true, SgFallback::VpcDefault) => Vec::new(),
-                (true, SgFallback::PrimaryEni) => id.security_groups.clone(),
-            };
-            Target::Ready {
-                eniconfig: Some(selection.name.clone()),
-                subnet_id: spec.subnet.clone(),
-                security_groups: groups,
-            }
-        } else {
-            Target::Blocked {
-                reason: validation.errors.join("; "),
-            }
-        };
+        {
+            let mut st = self.node.lock();
+            st.selection = Some(selection.clone());
+            st.spec = Some(spec.clone());
+        }
         self.node.metrics.eniconfig_state.reset();
-        let state = if matches!(target, Target::Ready { .. }) {
+        let state = if validation.valid() {
             "valid"
         } else {
             "invalid"
@@ -623,16 +613,40 @@ impl<C: Ec2 + 'static> Manager<C> {
             .eniconfig_state
             .with_label_values(&[&selection.name, state])
             .set(1);
-        st.target = Some(target);
+        if !validation.valid() {
+            self.set_blocked("ENIConfigInvalid", validation.errors.join("; "));
+            return;
+        }
+        let groups = match (
+            spec.groups().is_empty(),
+            self.node.cli.settings.eni_config_sg_fallback,
+        ) {
+            (false, _) => spec.groups().to_vec(),
+            (true, SgFallback::VpcDefault) => Vec::new(),
+            (true, SgFallback::PrimaryEni) => id.security_groups.clone(),
+        };
+        self.node.lock().target = Some(Target::Ready {
+            eniconfig: Some(selection.name.clone()),
+            subnet_id: spec.subnet.clone(),
+            security_groups: groups,
+        });
     }
 
-    fn set_blocked(&self, reason: String) {
-        let mut st = self.node.lock();
-        let changed = !matches!(&st.target, Some(Target::Blocked { reason: r }) if *r == reason);
+    /// `event` names the situation for the Node's Events (`ENIConfigNotFound`, …); it is raised
+    /// when the reason changes, not on every look.
+    fn set_blocked(&self, event: &str, reason: String) {
+        let changed = {
+            let mut st = self.node.lock();
+            let changed =
+                !matches!(&st.target, Some(Target::Blocked { reason: r }) if *r == reason);
+            st.target = Some(Target::Blocked {
+                reason: reason.clone(),
+            });
+            changed
+        };
         if changed {
-            error!("{reason}");
+            self.node.events.warning(event, &reason);
         }
-        st.target = Some(Target::Blocked { reason });
     }
 
     async fn validate(
@@ -661,20 +675,8 @@ impl<C: Ec2 + 'static> Manager<C> {
             primary_block,
             vpc_cidrs: id.vpc_cidrs.clone(),
         };
-        let subnet = subnet.map(|s| SubnetFacts {
-            id: s.id,
-            vpc_id: s.vpc_id,
-            availability_zone: s.availability_zone,
-            cidr: s.cidr,
-            available_addresses: s.available_addresses,
-        });
-        let groups: Vec<GroupFacts> = groups
-            .into_iter()
-            .map(|g| GroupFacts {
-                id: g.id,
-                vpc_id: g.vpc_id,
-            })
-            .collect();
+        let subnet = subnet.map(subnet_facts);
+        let groups: Vec<GroupFacts> = groups.into_iter().map(group_facts).collect();
         Ok(validate(name, spec, &facts, subnet.as_ref(), &groups))
     }
 

@@ -87,6 +87,7 @@ pub struct Node {
     pub wake: Notify,
     pub metrics: Metrics,
     pub objects: ObjectsRx,
+    pub events: crate::events::EventSink,
 }
 
 impl Node {

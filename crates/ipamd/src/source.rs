@@ -7,19 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use eniconfig::{EniConfigSpec, NodeObject, Object, parse_manifests};
+use eniconfig::{Object, parse_manifests};
 use tokio::sync::watch;
 
-/// What the sources know now.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Objects {
-    pub node: Option<NodeObject>,
-    pub eniconfigs: BTreeMap<String, EniConfigSpec>,
-    /// Files that could not be read; their last good content is kept.
-    pub errors: Vec<String>,
-}
+pub use eniconfig::Objects;
 
-pub type ObjectsRx = watch::Receiver<Arc<Objects>>;
+pub use cluster::ObjectsRx;
 
 /// How often the manifests directory is looked at.
 const POLL: Duration = Duration::from_millis(250);

@@ -662,3 +662,47 @@ async fn an_unmanaged_eni_keeps_its_device_index_and_serves_no_pods() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(tb.introspect("node-a", "/v1/pool")["stats"]["total"], 9);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eniconfig_deleted_in_use_stops_new_enis_and_raises_an_event() {
+    let tb = Testbed::with_agents(None);
+    let before = wait_enis(&tb, "node-a", 2, 9).await;
+    let out = testsupport::testbed::vpc_testbed(&tb.prefix, &["delete", "eniconfig", "us-west-2a"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(Duration::from_secs(10), || {
+        tb.introspect("node-a", "/v1/eni-configs")["target"]["state"] == "blocked"
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the node still uses the deleted ENIConfig:\n{}",
+            tb.ipamd_log("node-a")
+        )
+    });
+    // The ENI already attached keeps serving: its nine addresses go to pods.
+    for i in 0..9 {
+        add(&tb, "node-a", &format!("c{i}")).await.unwrap();
+    }
+    // The tenth pod needs a new ENI, which must not be created without its ENIConfig.
+    let err = add(&tb, "node-a", "c9").await.unwrap_err();
+    assert!(
+        err.message().contains("us-west-2a") && err.message().contains("does not exist"),
+        "{err}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = enis(&tb, "node-a").await;
+    assert_eq!(
+        after.len(),
+        before.len(),
+        "an ENI was created after its ENIConfig was deleted"
+    );
+    let log = tb.ipamd_log("node-a");
+    let events = log.matches("ENIConfigNotFound").count();
+    assert_eq!(
+        events, 1,
+        "one event for the situation, not one per look:\n{log}"
+    );
+}

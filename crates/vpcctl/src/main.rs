@@ -28,6 +28,8 @@ enum Command {
     Validate(commands::validate::Args),
     /// Probe ipamd's gRPC health service (exit 0 when SERVING).
     Health(commands::health::Args),
+    /// Print the ENIConfig CustomResourceDefinition (apiextensions.k8s.io/v1).
+    Crd(commands::crd::Args),
     /// Copy the CNI plugin into the host's CNI bin directory atomically.
     InstallCni(commands::install_cni::Args),
 }
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Command::Status(args) => commands::status::run(&args, &mut out),
         Command::Validate(args) => commands::validate::run(&args, &mut out),
         Command::InstallCni(args) => commands::install_cni::run(&args),
+        Command::Crd(args) => commands::crd::run(&args, &mut out),
     };
     let _ = out.flush();
     match result {

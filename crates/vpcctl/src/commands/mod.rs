@@ -1,3 +1,4 @@
+pub mod crd;
 pub mod health;
 pub mod install_cni;
 pub mod max_pods;

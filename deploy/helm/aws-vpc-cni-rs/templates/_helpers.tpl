@@ -24,14 +24,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | 
 
 {{/*
 The container environment: .Values.env plus the custom networking settings, sorted by name (the order
-of deploy/daemonset.yaml), then MY_NODE_NAME.
+of deploy/daemonset.yaml), then MY_NODE_NAME and POD_NAMESPACE (the namespace of the status writer's Lease).
 */}}
 {{- define "aws-node.env" -}}
 {{- $env := dict }}
-{{- $derived := list "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG" "ENI_CONFIG_LABEL_DEF" "ENI_CONFIG_ANNOTATION_DEF" "MY_NODE_NAME" }}
+{{- $derived := list "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG" "ENI_CONFIG_LABEL_DEF" "ENI_CONFIG_ANNOTATION_DEF" "MY_NODE_NAME" "POD_NAMESPACE" }}
 {{- range $name, $value := .Values.env }}
 {{- if has $name $derived }}
-{{- fail (printf "env.%s: set it with customNetworking.enabled / eniConfigLabelDef / eniConfigAnnotationDef (MY_NODE_NAME is the downward API's), not in env" $name) }}
+{{- fail (printf "env.%s: set it with customNetworking.enabled / eniConfigLabelDef / eniConfigAnnotationDef (MY_NODE_NAME and POD_NAMESPACE are the downward API's), not in env" $name) }}
 {{- end }}
 {{- if not (kindIs "invalid" $value) }}
 {{- $_ := set $env $name (include "aws-node.envValue" $value) }}
@@ -53,4 +53,8 @@ of deploy/daemonset.yaml), then MY_NODE_NAME.
   valueFrom:
     fieldRef:
       fieldPath: spec.nodeName
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
 {{- end }}
