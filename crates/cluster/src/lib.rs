@@ -2,6 +2,7 @@
 //! node's Node and of the ENIConfigs (feeding the same channel as standalone mode), Events on the
 //! Node, and the ENIConfig status writer elected through a Lease.
 
+pub mod admin;
 pub mod connect;
 pub mod crd;
 pub mod events;

@@ -454,3 +454,129 @@ async fn a_live_lease_of_another_node_or_a_lost_race_means_not_leader() {
     assert_eq!(put.body["metadata"]["resourceVersion"], "8");
     assert_eq!(put.body["spec"]["holderIdentity"], "node-a");
 }
+
+const ENICONFIG_A: &str = "/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs/us-west-2a";
+
+#[tokio::test]
+async fn vpcctl_applies_eniconfigs_only_when_they_differ() {
+    use cluster::admin::{Change, apply_eniconfig, eniconfigs};
+    let (client, api) = fake_api();
+    api.json(ENICONFIGS, fixture("eniconfigs.json"));
+    let listed = eniconfigs(&client).await.unwrap();
+    assert_eq!(listed["us-west-2b"].subnet, "subnet-0a1b2c3d4e5f60002");
+
+    let existing = fixture("eniconfigs.json")["items"][0].clone();
+    let same = eniconfig::EniConfigSpec {
+        subnet: "subnet-0a1b2c3d4e5f60001".into(),
+        security_groups: Some(vec!["sg-0ab1c2d3e4f567890".into()]),
+    };
+    api.json(&format!("GET {ENICONFIG_A}"), existing.clone());
+    assert_eq!(
+        apply_eniconfig(&client, "us-west-2a", &same).await.unwrap(),
+        Change::Unchanged
+    );
+    assert!(api.requests(&format!("PATCH {ENICONFIG_A}")).is_empty());
+
+    let other = eniconfig::EniConfigSpec {
+        subnet: "subnet-0ffffffffffffffff".into(),
+        security_groups: None,
+    };
+    api.json(&format!("GET {ENICONFIG_A}"), existing.clone());
+    api.json(&format!("PATCH {ENICONFIG_A}"), existing.clone());
+    assert_eq!(
+        apply_eniconfig(&client, "us-west-2a", &other)
+            .await
+            .unwrap(),
+        Change::Updated
+    );
+    let patch = &api.requests(&format!("PATCH {ENICONFIG_A}"))[0];
+    assert!(
+        patch.query.contains("fieldManager=vpcctl"),
+        "{}",
+        patch.query
+    );
+    assert_eq!(patch.body["spec"]["subnet"], "subnet-0ffffffffffffffff");
+    assert_eq!(patch.body["kind"], "ENIConfig");
+
+    let missing = "/apis/crd.k8s.amazonaws.com/v1alpha1/eniconfigs/us-west-2c";
+    api.reply(
+        &format!("GET {missing}"),
+        Reply::Json(
+            StatusCode::NOT_FOUND,
+            status(
+                404,
+                "NotFound",
+                "eniconfigs.crd.k8s.amazonaws.com \"us-west-2c\" not found",
+            ),
+        ),
+    );
+    api.json(&format!("PATCH {missing}"), existing);
+    assert_eq!(
+        apply_eniconfig(&client, "us-west-2c", &other)
+            .await
+            .unwrap(),
+        Change::Created
+    );
+}
+
+#[tokio::test]
+async fn vpcctl_sets_the_daemonset_environment_like_kubectl_set_env() {
+    use cluster::admin::{Change, set_daemonset_env};
+    let (client, api) = fake_api();
+    let ds = json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "metadata": {"name": "aws-node", "namespace": "kube-system", "resourceVersion": "5"},
+        "spec": {
+            "selector": {"matchLabels": {"k8s-app": "aws-node"}},
+            "template": {"metadata": {"labels": {"k8s-app": "aws-node"}}, "spec": {"containers": [
+                {"name": "aws-node", "image": "x/amazon-k8s-cni:v0.1.0", "env": [
+                    {"name": "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "value": "false"},
+                    {"name": "MY_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}
+                ]}
+            ]}}
+        }
+    });
+    let path = "/apis/apps/v1/namespaces/kube-system/daemonsets/aws-node";
+    let vars = std::collections::BTreeMap::from([
+        (
+            "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG".to_string(),
+            "true".to_string(),
+        ),
+        (
+            "ENI_CONFIG_LABEL_DEF".to_string(),
+            "topology.kubernetes.io/zone".to_string(),
+        ),
+    ]);
+    api.json(&format!("GET {path}"), ds.clone());
+    api.json(&format!("PATCH {path}"), ds.clone());
+    assert_eq!(
+        set_daemonset_env(&client, "kube-system", "aws-node", "aws-node", &vars)
+            .await
+            .unwrap(),
+        Change::Updated
+    );
+    let patch = &api.requests(&format!("PATCH {path}"))[0];
+    let env = &patch.body["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(env["name"], "aws-node");
+    assert_eq!(env["env"].as_array().unwrap().len(), 2);
+
+    let mut done = ds.clone();
+    done["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
+        {"name": "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "value": "true"},
+        {"name": "ENI_CONFIG_LABEL_DEF", "value": "topology.kubernetes.io/zone"}
+    ]);
+    api.json(&format!("GET {path}"), done);
+    assert_eq!(
+        set_daemonset_env(&client, "kube-system", "aws-node", "aws-node", &vars)
+            .await
+            .unwrap(),
+        Change::Unchanged
+    );
+    assert_eq!(api.requests(&format!("PATCH {path}")).len(), 1);
+
+    api.json(&format!("GET {path}"), ds);
+    let err = set_daemonset_env(&client, "kube-system", "aws-node", "nope", &vars)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no container named nope"), "{err}");
+}

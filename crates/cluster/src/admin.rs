@@ -1,0 +1,153 @@
+//! What `vpcctl` does to a cluster with `--kubeconfig`: read and apply ENIConfigs, read and set the
+//! `aws-node` DaemonSet's environment. Each write says whether it changed anything, so a second
+//! run of the same command reports nothing to do.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::DaemonSet;
+use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+
+use crate::crd::{ENIConfig, EniConfigResourceSpec};
+
+/// Field manager of every write (server-side apply).
+pub const MANAGER: &str = "vpcctl";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Updated,
+    Unchanged,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("{what}: {source}")]
+    Api {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("DaemonSet {namespace}/{name} has no container named {container}")]
+    NoContainer {
+        namespace: String,
+        name: String,
+        container: String,
+    },
+}
+
+fn api_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> AdminError {
+    let what = what.into();
+    move |source| AdminError::Api { what, source }
+}
+
+/// Every ENIConfig of the cluster, by name.
+pub async fn eniconfigs(
+    client: &Client,
+) -> Result<BTreeMap<String, eniconfig::EniConfigSpec>, AdminError> {
+    let api: Api<ENIConfig> = Api::all(client.clone());
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(api_error("listing ENIConfigs"))?;
+    Ok(list
+        .into_iter()
+        .map(|c| (c.name_any(), eniconfig::EniConfigSpec::from(&c.spec)))
+        .collect())
+}
+
+/// Creates or updates one ENIConfig's spec (server-side apply); Unchanged when it already says so.
+pub async fn apply_eniconfig(
+    client: &Client,
+    name: &str,
+    spec: &eniconfig::EniConfigSpec,
+) -> Result<Change, AdminError> {
+    let api: Api<ENIConfig> = Api::all(client.clone());
+    let current = api
+        .get_opt(name)
+        .await
+        .map_err(api_error(format!("reading ENIConfig {name}")))?;
+    let wanted = EniConfigResourceSpec {
+        subnet: spec.subnet.clone(),
+        security_groups: spec.security_groups.clone(),
+    };
+    let change = match &current {
+        Some(c) if c.spec == wanted => return Ok(Change::Unchanged),
+        Some(_) => Change::Updated,
+        None => Change::Created,
+    };
+    let object = ENIConfig {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..Default::default()
+        },
+        spec: wanted,
+        status: None,
+    };
+    api.patch(
+        name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .map_err(api_error(format!("applying ENIConfig {name}")))?;
+    Ok(change)
+}
+
+/// The literal `value`s of a DaemonSet container's environment (valueFrom entries are left out).
+pub async fn daemonset_env(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    container: &str,
+) -> Result<BTreeMap<String, String>, AdminError> {
+    let api: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);
+    let ds = api
+        .get(name)
+        .await
+        .map_err(api_error(format!("reading DaemonSet {namespace}/{name}")))?;
+    let c = ds
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers.iter().find(|c| c.name == container))
+        .ok_or_else(|| AdminError::NoContainer {
+            namespace: namespace.into(),
+            name: name.into(),
+            container: container.into(),
+        })?;
+    Ok(c.env
+        .iter()
+        .flatten()
+        .filter_map(|e| e.value.clone().map(|v| (e.name.clone(), v)))
+        .collect())
+}
+
+/// Sets `vars` on the container (a strategic merge: other variables stay), like
+/// `kubectl set env`; Unchanged when they already have those values.
+pub async fn set_daemonset_env(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    container: &str,
+    vars: &BTreeMap<String, String>,
+) -> Result<Change, AdminError> {
+    let current = daemonset_env(client, namespace, name, container).await?;
+    if vars.iter().all(|(k, v)| current.get(k) == Some(v)) {
+        return Ok(Change::Unchanged);
+    }
+    let env: Vec<_> = vars
+        .iter()
+        .map(|(k, v)| json!({"name": k, "value": v}))
+        .collect();
+    let patch =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": container, "env": env}]}}}});
+    let api: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);
+    api.patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .map_err(api_error(format!(
+            "setting the environment of DaemonSet {namespace}/{name}"
+        )))?;
+    Ok(Change::Updated)
+}
