@@ -62,7 +62,7 @@ pub fn status_for(
                 conditions.push(("SameVPC", "False", "OtherVPC".into(), m.clone()));
                 problems.push(("OtherVPC", m));
             }
-            if looks_like_zone(name) && name != s.availability_zone {
+            if eniconfig::is_zone_name(name) && name != s.availability_zone {
                 problems.push((
                     "ZoneMismatch",
                     format!(
@@ -162,20 +162,6 @@ pub fn status_for(
         available_ip_address_count: subnet.map(|s| i64::from(s.available_addresses)),
         conditions: Some(conditions),
     }
-}
-
-/// `us-west-2a`, `eu-central-1b`, `us-gov-west-1a`, local zones `us-west-2-lax-1a`.
-fn looks_like_zone(name: &str) -> bool {
-    let parts: Vec<&str> = name.split('-').collect();
-    parts.len() >= 3
-        && parts[0].len() == 2
-        && parts[0].chars().all(|c| c.is_ascii_lowercase())
-        && parts.last().is_some_and(|last| {
-            let digits = last.trim_end_matches(|c: char| c.is_ascii_lowercase());
-            !digits.is_empty()
-                && digits.len() < last.len()
-                && digits.chars().all(|c| c.is_ascii_digit())
-        })
 }
 
 /// Checks every ENIConfig and writes its status when it changed; returns how many were written.

@@ -13,5 +13,5 @@ pub use validate::{GroupFacts, NodeFacts, SubnetFacts, Validation, validate};
 
 pub use select::{
     DEFAULT_ENICONFIG, DEFAULT_KEY, EXTERNAL_ENICONFIG_LABEL, Rule, Selection, SelectionKeys,
-    select,
+    is_zone_name, select,
 };

@@ -198,3 +198,47 @@ mod tests {
         }
     }
 }
+
+/// Zone names (`us-west-2a`, `eu-central-1b`, `us-gov-west-1a`, local zones `us-west-2-lax-1a`):
+/// an ENIConfig named after one must use a subnet in that zone, since nodes pick it by their zone.
+pub fn is_zone_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[0].chars().all(|c| c.is_ascii_lowercase())
+        && parts.last().is_some_and(|last| {
+            let digits = last.trim_end_matches(|c: char| c.is_ascii_lowercase());
+            !digits.is_empty()
+                && digits.len() < last.len()
+                && digits.chars().all(|c| c.is_ascii_digit())
+        })
+}
+
+#[cfg(test)]
+mod zone_tests {
+    use super::is_zone_name;
+
+    #[test]
+    fn zone_names() {
+        for z in [
+            "us-west-2a",
+            "eu-central-1b",
+            "us-gov-west-1a",
+            "us-west-2-lax-1a",
+            "ap-southeast-4c",
+        ] {
+            assert!(is_zone_name(z), "{z}");
+        }
+        for n in [
+            "default",
+            "us-west-2",
+            "pods-blue",
+            "group1-pods",
+            "us-west-a",
+            "x-y-1",
+            "subnet1Config",
+        ] {
+            assert!(!is_zone_name(n), "{n}");
+        }
+    }
+}

@@ -181,29 +181,6 @@ fn an_eniconfig_named_after_another_zone_is_not_ready() {
 }
 
 #[test]
-fn zone_names() {
-    for z in [
-        "us-west-2a",
-        "eu-central-1b",
-        "us-gov-west-1a",
-        "us-west-2-lax-1a",
-        "ap-southeast-4c",
-    ] {
-        assert!(looks_like_zone(z), "{z}");
-    }
-    for n in [
-        "default",
-        "us-west-2",
-        "pods-blue",
-        "group1-pods",
-        "us-west-a",
-        "x-y-1",
-    ] {
-        assert!(!looks_like_zone(n), "{n}");
-    }
-}
-
-#[test]
 fn transition_times_move_only_when_a_condition_changes() {
     let good = status_for(
         "x",
