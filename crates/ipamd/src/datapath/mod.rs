@@ -1,6 +1,7 @@
 //! The node's side of the datapath (`datapath.md`): one route table per ENI, SNAT and connmark,
 //! start-up sysctls.
 
+pub mod conntrack;
 pub mod eni;
 pub mod snat;
 
