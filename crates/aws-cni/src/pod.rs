@@ -100,20 +100,31 @@ pub struct PodSpec<'a> {
 
 /// Builds everything; the caller undoes it with [`remove`] if this fails.
 pub async fn build(node: &Netlink, pod_ns: &Netns, spec: &PodSpec<'_>) -> Result<Built, CniError> {
-    // A stale link with this name (a previous sandbox of the same pod) goes first.
-    node.delete_link_by_name(spec.host_if)
-        .await
-        .map_err(nl_err)?;
-    let host = node
-        .create_veth(
+    let create = || {
+        node.create_veth(
             spec.host_if,
             Some(random_mac()),
             spec.pod_if,
             pod_ns,
             spec.mtu,
         )
-        .await
-        .map_err(nl_err)?;
+    };
+    // A stale link with this name (a previous sandbox of the same pod) goes, then the create is
+    // retried once. Trying the create first spares the common case a request that takes the
+    // kernel's rtnl lock for nothing.
+    let host = match create().await {
+        Err(e)
+            if e.is_exists()
+                && node
+                    .delete_link_by_name(spec.host_if)
+                    .await
+                    .map_err(nl_err)? =>
+        {
+            create().await
+        }
+        created => created,
+    }
+    .map_err(nl_err)?;
     node.set_up(host.index).await.map_err(nl_err)?;
     let host_mac = host
         .mac
@@ -164,8 +175,8 @@ pub async fn build(node: &Netlink, pod_ns: &Netns, spec: &PodSpec<'_>) -> Result
     })
 }
 
-/// Removes the node's rules and route and the host veth (the pod end goes with it). Keeps going
-/// past failures; what is already gone counts as removed.
+/// Removes the node's rules and the host veth (the pod end and the host route go with it). Keeps
+/// going past failures; what is already gone counts as removed.
 pub async fn remove(
     node: &Netlink,
     host_if: &str,
@@ -195,21 +206,9 @@ pub async fn remove(
             }
         }
     }
-    match node.link_by_name(host_if).await {
-        Ok(Some(link)) => {
-            if let Some(ip) = ip
-                && let Err(e) = node.delete_route(&host_route(ip, link.index)).await
-            {
-                errors.push(e.to_string());
-            }
-            if let Err(e) = node.delete_link(link.index).await
-                && !e.is_not_found()
-            {
-                errors.push(e.to_string());
-            }
-        }
-        Ok(None) => {}
-        Err(e) => errors.push(e.to_string()),
+    // The host route goes with its device: one request, no lookup.
+    if let Err(e) = node.delete_link_by_name(host_if).await {
+        errors.push(e.to_string());
     }
     errors
 }
