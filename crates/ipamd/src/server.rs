@@ -11,7 +11,7 @@ use rpc::{
     AddNetworkReply, AddNetworkRequest, DelNetworkReply, DelNetworkRequest, IpAllocationMetadata,
 };
 use tonic::{Request, Response, Status};
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use crate::node::{Node, NodeState, Target};
 
@@ -166,6 +166,7 @@ impl CniBackend for Backend {
         self.persist(&st)?;
         drop(st);
         info!(key = %key, ip = %released.ip, reason, "DelNetwork");
+        forget_connections(released.ip);
         self.node.wake.notify_one();
         Ok(Response::new(DelNetworkReply {
             success: true,
@@ -177,4 +178,20 @@ impl CniBackend for Backend {
             ..Default::default()
         }))
     }
+}
+
+/// The released address's conntrack entries go once the plugin has removed its routes (it calls
+/// DelNetwork first), so the next pod given the address inherits no NAT or connmark state.
+fn forget_connections(ip: std::net::Ipv4Addr) {
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        match tokio::task::spawn_blocking(move || crate::datapath::conntrack::flush(ip)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => {
+                debug!(%ip, entries = n, "conntrack entries of a released address deleted")
+            }
+            Ok(Err(e)) => warn!(%ip, error = e, "conntrack entries of a released address kept"),
+            Err(e) => warn!(%ip, error = %e, "conntrack flush task"),
+        }
+    });
 }

@@ -706,3 +706,64 @@ async fn an_eniconfig_deleted_in_use_stops_new_enis_and_raises_an_event() {
         "one event for the situation, not one per look:\n{log}"
     );
 }
+
+fn conntrack_entries(ns: &str, ip: &str) -> usize {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "conntrack",
+            "-L",
+            "-f",
+            "ipv4",
+            "--orig-src",
+            ip,
+        ])
+        .output()
+        .expect("conntrack (scripts/setup installs it)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(ip))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_address_loses_its_conntrack_entries() {
+    let tb = Testbed::with_agents(None);
+    let ip = add(&tb, "node-a", "c1").await.unwrap();
+    let ns = tb.netns("node-a");
+    let status = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "conntrack",
+            "-I",
+            "-s",
+            &ip,
+            "-d",
+            "198.51.100.7",
+            "-p",
+            "tcp",
+            "--sport",
+            "40000",
+            "--dport",
+            "443",
+            "--state",
+            "SYN_SENT",
+            "-t",
+            "120",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "conntrack -I in {ns}");
+    assert_eq!(conntrack_entries(&ns, &ip), 1);
+    assert!(del(&tb, "node-a", "c1").await.success);
+    wait_for(Duration::from_secs(10), || conntrack_entries(&ns, &ip) == 0).unwrap_or_else(|| {
+        panic!(
+            "the released address {ip} kept its conntrack entry:\n{}",
+            tb.ipamd_log("node-a")
+        )
+    });
+}

@@ -48,14 +48,21 @@ mod tests {
     #[test]
     fn reads_the_count_from_conntracks_summary() {
         assert_eq!(
-            deleted_count("conntrack v1.4.7 (conntrack-tools): 2 flow entries have been deleted.\n"),
+            deleted_count(
+                "conntrack v1.4.7 (conntrack-tools): 2 flow entries have been deleted.\n"
+            ),
             Some(2)
         );
         assert_eq!(
-            deleted_count("conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n"),
+            deleted_count(
+                "conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.\n"
+            ),
             Some(0)
         );
-        assert_eq!(deleted_count("conntrack v1.4.7 (conntrack-tools): Operation not permitted\n"), None);
+        assert_eq!(
+            deleted_count("conntrack v1.4.7 (conntrack-tools): Operation not permitted\n"),
+            None
+        );
         assert_eq!(deleted_count(""), None);
     }
 }
