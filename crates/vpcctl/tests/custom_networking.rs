@@ -206,7 +206,7 @@ async fn plan_changes_nothing_apply_does_it_all_and_plan_is_then_empty() {
         };
         assert_eq!(&c.name, az);
         assert_eq!(&c.spec.subnet, id, "{yaml}");
-        assert_eq!(c.spec.groups(), [group.clone()], "{yaml}");
+        assert_eq!(c.spec.groups(), std::slice::from_ref(&group), "{yaml}");
     }
 
     // Idempotent: plan and apply find nothing to do.
