@@ -183,7 +183,9 @@ pub struct Plan {
 pub enum Refusal {
     #[error("VPC {0} does not exist")]
     VpcMissing(String),
-    #[error("--cidr {0} is the VPC's primary block, the nodes' own: custom networking subnets must come from a secondary block")]
+    #[error(
+        "--cidr {0} is the VPC's primary block, the nodes' own: custom networking subnets must come from a secondary block"
+    )]
     PrimaryBlock(Ipv4Net),
     #[error("--cidr {given} is not a network address: the block it names is {canonical}")]
     NotNetworkAddress { given: Ipv4Net, canonical: Ipv4Net },
