@@ -133,12 +133,7 @@ async fn observe<E: Ec2 + Ec2Setup, S: EniConfigSink>(
     })
 }
 
-fn print_plan(
-    out: &mut impl Write,
-    req: &Request,
-    obs: &Observed,
-    p: &Plan,
-) -> Result<(), CliError> {
+fn header(out: &mut impl Write, req: &Request, obs: &Observed, p: &Plan) -> Result<(), CliError> {
     writeln!(
         out,
         "custom networking for {} ({}) from {}:",
@@ -146,7 +141,18 @@ fn print_plan(
     )?;
     if p.changes.is_empty() {
         writeln!(out, "nothing to do: every change is in place")?;
-    } else {
+    }
+    Ok(())
+}
+
+fn print_plan(
+    out: &mut impl Write,
+    req: &Request,
+    obs: &Observed,
+    p: &Plan,
+) -> Result<(), CliError> {
+    header(out, req, obs, p)?;
+    if !p.changes.is_empty() {
         writeln!(out, "changes, in order:")?;
         for (i, c) in p.changes.iter().enumerate() {
             writeln!(out, "  {:>2}. {c}", i + 1)?;
@@ -366,14 +372,7 @@ async fn apply<E: Ec2 + Ec2Setup, S: EniConfigSink>(
     p: &Plan,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    writeln!(
-        out,
-        "custom networking for {} ({}) from {}:",
-        req.vpc_id, obs.vpc.primary_cidr, req.cidr
-    )?;
-    if p.changes.is_empty() {
-        writeln!(out, "nothing to do: every change is in place")?;
-    }
+    header(out, req, obs, p)?;
     let mut created = Created::default();
     let total = p.changes.len();
     for (i, c) in p.changes.iter().enumerate() {
