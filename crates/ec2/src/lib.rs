@@ -7,12 +7,17 @@ mod error;
 mod imds;
 mod metrics;
 mod sdk;
+mod setup;
 mod types;
 
 pub use error::{Ec2Error, ErrorClass};
 pub use imds::{InstanceIdentity, MetadataError, fetch_identity};
 pub use metrics::Ec2Metrics;
 pub use sdk::{RetryMode, SdkEc2, SdkOptions};
+pub use setup::{
+    Ec2Setup, IngressRule, IngressSource, Instance, InstanceEni, NewSubnet, SecurityGroupDetail,
+    VpcCidrBlock, VpcDetail,
+};
 pub use types::{
     AddressRequest, Attachment, CreateEni, Ec2, NetworkInterface, SecurityGroup, Subnet, Vpc,
 };

@@ -98,7 +98,7 @@ impl SdkEc2 {
     }
 
     /// Times and counts one call and turns SDK errors into [`Ec2Error`].
-    async fn call<T, E>(
+    pub(crate) async fn call<T, E>(
         &self,
         action: &'static str,
         request: impl Future<Output = Result<T, SdkError<E, HttpResponse>>>,
@@ -152,18 +152,18 @@ where
     }
 }
 
-fn filter(name: &str, values: &[&str]) -> Filter {
+pub(crate) fn filter(name: &str, values: &[&str]) -> Filter {
     Filter::builder()
         .name(name)
         .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
         .build()
 }
 
-fn parse_ip(v: Option<&str>) -> Option<Ipv4Addr> {
+pub(crate) fn parse_ip(v: Option<&str>) -> Option<Ipv4Addr> {
     v.and_then(|s| s.parse().ok())
 }
 
-fn tags_of(tags: &[Tag]) -> BTreeMap<String, String> {
+pub(crate) fn tags_of(tags: &[Tag]) -> BTreeMap<String, String> {
     tags.iter()
         .filter_map(|t| {
             Some((
@@ -174,14 +174,14 @@ fn tags_of(tags: &[Tag]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn group_ids(groups: &[GroupIdentifier]) -> Vec<String> {
+pub(crate) fn group_ids(groups: &[GroupIdentifier]) -> Vec<String> {
     groups
         .iter()
         .filter_map(|g| g.group_id().map(str::to_string))
         .collect()
 }
 
-fn to_index(v: Option<i32>) -> u32 {
+pub(crate) fn to_index(v: Option<i32>) -> u32 {
     v.and_then(|i| u32::try_from(i).ok()).unwrap_or(0)
 }
 
@@ -257,6 +257,29 @@ impl SdkEc2 {
     }
 }
 
+pub(crate) fn convert_subnet(
+    action: &'static str,
+    s: &aws_sdk_ec2::types::Subnet,
+) -> Result<Subnet, Ec2Error> {
+    Ok(Subnet {
+        id: s.subnet_id().unwrap_or_default().to_string(),
+        vpc_id: s.vpc_id().unwrap_or_default().to_string(),
+        availability_zone: s.availability_zone().unwrap_or_default().to_string(),
+        cidr: s
+            .cidr_block()
+            .and_then(|c| c.parse().ok())
+            .ok_or(Ec2Error::Incomplete {
+                action,
+                what: "the subnet's CIDR block",
+            })?,
+        available_addresses: s
+            .available_ip_address_count()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0),
+        tags: tags_of(s.tags()),
+    })
+}
+
 const DESCRIBE_ENIS: &str = "DescribeNetworkInterfaces";
 
 impl Ec2 for SdkEc2 {
@@ -278,26 +301,10 @@ impl Ec2 for SdkEc2 {
             Err(e) if e.class() == ErrorClass::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let Some(s) = out.subnets().first() else {
-            return Ok(None);
-        };
-        Ok(Some(Subnet {
-            id: s.subnet_id().unwrap_or_default().to_string(),
-            vpc_id: s.vpc_id().unwrap_or_default().to_string(),
-            availability_zone: s.availability_zone().unwrap_or_default().to_string(),
-            cidr: s
-                .cidr_block()
-                .and_then(|c| c.parse().ok())
-                .ok_or(Ec2Error::Incomplete {
-                    action,
-                    what: "the subnet's CIDR block",
-                })?,
-            available_addresses: s
-                .available_ip_address_count()
-                .and_then(|n| u32::try_from(n).ok())
-                .unwrap_or(0),
-            tags: tags_of(s.tags()),
-        }))
+        out.subnets()
+            .first()
+            .map(|s| convert_subnet(action, s))
+            .transpose()
     }
 
     async fn security_groups(&self, ids: &[String]) -> Result<Vec<SecurityGroup>, Ec2Error> {

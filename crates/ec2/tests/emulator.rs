@@ -369,3 +369,114 @@ async fn instance_metadata_is_per_instance_and_follows_attachments() {
     f.ec2.detach_eni(&attachment, false).await.unwrap();
     assert_eq!(macs().await.lines().count(), 1);
 }
+
+/// The setup verbs `vpcctl custom-networking` uses, read back through the same client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_verbs_create_and_describe_blocks_subnets_groups_and_instances() {
+    use ec2::{Ec2Setup, IngressRule, IngressSource, NewSubnet};
+    let f = fixture().await;
+    let ec2 = &f.ec2;
+    let vpc = &f.vpc.vpc_id;
+    let block: Ipv4Net = "100.65.0.0/16".parse().unwrap();
+    let a = ec2.associate_vpc_cidr(vpc, block).await.unwrap();
+    assert!(a.association_id.starts_with("vpc-cidr-assoc"), "{a:?}");
+    let detail = ec2.vpc_detail(vpc).await.unwrap().unwrap();
+    assert_eq!(
+        detail.primary_cidr,
+        "10.0.0.0/16".parse::<Ipv4Net>().unwrap()
+    );
+    let states: Vec<(String, String)> = detail
+        .blocks
+        .iter()
+        .map(|b| (b.cidr.to_string(), b.state.clone()))
+        .collect();
+    assert!(
+        states.contains(&("100.65.0.0/16".into(), "associated".into())),
+        "{states:?}"
+    );
+    assert!(
+        ec2.vpc_detail("vpc-0000000000000dead")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let tags = BTreeMap::from([("k".to_string(), "v".to_string())]);
+    let s = ec2
+        .create_subnet(&NewSubnet {
+            vpc_id: vpc.clone(),
+            cidr: "100.65.0.0/20".parse().unwrap(),
+            availability_zone: "us-west-2c".into(),
+            tags: tags.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.availability_zone.as_str(), s.available_addresses),
+        ("us-west-2c", 4091)
+    );
+    assert_eq!(s.tags, tags);
+    let more = BTreeMap::from([("other".to_string(), "x".to_string())]);
+    ec2.create_tags(std::slice::from_ref(&s.id), &more)
+        .await
+        .unwrap();
+    let all = ec2.vpc_subnets(vpc).await.unwrap();
+    let again = all.iter().find(|x| x.id == s.id).unwrap();
+    assert_eq!(again.tags.len(), 2, "{again:?}");
+    assert_eq!(all.len(), 5, "the seeded four and this one: {all:?}");
+
+    let zones = ec2.availability_zones().await.unwrap();
+    assert!(
+        zones.contains(&"us-west-2a".to_string()) && zones.is_sorted(),
+        "{zones:?}"
+    );
+
+    let g = ec2
+        .create_security_group(vpc, "p", "pods", &tags)
+        .await
+        .unwrap();
+    let rules = vec![
+        IngressRule {
+            protocol: "-1".into(),
+            from_port: None,
+            to_port: None,
+            source: IngressSource::Group(g.clone()),
+        },
+        IngressRule {
+            protocol: "-1".into(),
+            from_port: None,
+            to_port: None,
+            source: IngressSource::Cidr("10.0.0.0/16".parse().unwrap()),
+        },
+    ];
+    ec2.authorize_ingress(&g, &rules).await.unwrap();
+    let groups = ec2.vpc_security_groups(vpc).await.unwrap();
+    let mine = groups.iter().find(|x| x.group.id == g).unwrap();
+    let mut have = mine.ingress.clone();
+    have.sort();
+    let mut want = rules.clone();
+    want.sort();
+    assert_eq!(have, want);
+    assert_eq!(mine.tags, tags);
+
+    let instance = run_instance(ec2.sdk(), "m5.large", &f.vpc.nodes_a).await;
+    let eni = &ec2.instance_enis(&instance).await.unwrap()[0];
+    ec2.assign_addresses(&eni.id, AddressRequest::Secondary(3))
+        .await
+        .unwrap();
+    let instances = ec2.vpc_instances(vpc).await.unwrap();
+    let i = instances.iter().find(|i| i.id == instance).unwrap();
+    assert_eq!(
+        (i.instance_type.as_str(), i.availability_zone.as_str()),
+        ("m5.large", "us-west-2a")
+    );
+    assert_eq!(i.enis.len(), 1);
+    assert_eq!(
+        (
+            i.enis[0].device_index,
+            i.enis[0].pod_address_blocks,
+            i.enis[0].subnet_id.as_str()
+        ),
+        (0, 3, f.vpc.nodes_a.as_str())
+    );
+}

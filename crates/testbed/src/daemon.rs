@@ -87,7 +87,12 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
     let names = Names {
         prefix: options.prefix.clone(),
     };
-    let mut fabric = Fabric::new(names.clone(), config.vpc_cidrs(), config.nat_gateway);
+    let mut fabric = Fabric::new(
+        names.clone(),
+        &seeded.vpc_id,
+        config.vpc_cidrs(),
+        config.nat_gateway,
+    );
     fabric.build_base()?;
     let mut nodes = Vec::new();
     for n in &config.nodes {

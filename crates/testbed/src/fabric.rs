@@ -73,6 +73,8 @@ pub struct NodeSlot {
 /// What the fabric has built, so each snapshot is applied as a difference.
 pub struct Fabric {
     names: Names,
+    vpc_id: String,
+    /// Followed from EC2: a block associated after `up` is routed like the first ones.
     vpc_cidrs: Vec<Ipv4Net>,
     nat_gateway: bool,
     /// instance id → node
@@ -87,9 +89,10 @@ fn subnet_gateway(cidr: Ipv4Net) -> Ipv4Addr {
 }
 
 impl Fabric {
-    pub fn new(names: Names, vpc_cidrs: Vec<Ipv4Net>, nat_gateway: bool) -> Self {
+    pub fn new(names: Names, vpc_id: &str, vpc_cidrs: Vec<Ipv4Net>, nat_gateway: bool) -> Self {
         Fabric {
             names,
+            vpc_id: vpc_id.to_string(),
             vpc_cidrs,
             nat_gateway,
             nodes: BTreeMap::new(),
@@ -134,10 +137,7 @@ impl Fabric {
             veth(&nat, "to-inet", NAT_PUBLIC, &inet, "to-nat", INET_NAT)?;
             cmd::ip(&nat, &["route", "add", "default", "via", INET_NAT])?;
             for cidr in &self.vpc_cidrs {
-                cmd::ip(
-                    &nat,
-                    &["route", "add", &cidr.to_string(), "via", ROUTER_NAT],
-                )?;
+                nat_route(&nat, "add", *cidr)?;
             }
             cmd::run_with_input(
                 &["ip", "netns", "exec", &nat, "iptables-restore"],
@@ -179,8 +179,30 @@ impl Fabric {
         Ok(slot)
     }
 
+    /// The NAT gateway's way back to blocks associated (or gone) since the last snapshot.
+    fn follow_vpc_cidrs(&mut self, snap: &Snapshot) -> Result<(), CmdError> {
+        let Some(vpc) = snap.vpcs.iter().find(|v| v.id == self.vpc_id) else {
+            return Ok(());
+        };
+        if vpc.cidrs == self.vpc_cidrs {
+            return Ok(());
+        }
+        if self.nat_gateway {
+            let nat = self.names.nat();
+            for gone in self.vpc_cidrs.iter().filter(|c| !vpc.cidrs.contains(c)) {
+                nat_route(&nat, "del", *gone)?;
+            }
+            for new in vpc.cidrs.iter().filter(|c| !self.vpc_cidrs.contains(c)) {
+                nat_route(&nat, "replace", *new)?;
+            }
+        }
+        self.vpc_cidrs = vpc.cidrs.clone();
+        Ok(())
+    }
+
     /// Brings links, routes, neighbours and firewall rules in line with EC2.
     pub fn reconcile(&mut self, snap: &Snapshot) -> Result<(), CmdError> {
+        self.follow_vpc_cidrs(snap)?;
         let router = self.names.router();
         let mut wanted: BTreeMap<String, (&NodeSlot, u32, &EniView)> = BTreeMap::new();
         for (instance_id, slot) in &self.nodes {
@@ -373,6 +395,11 @@ impl HostsAll for Ipv4Net {
             .map(|i| Ipv4Addr::from(first + i))
             .collect()
     }
+}
+
+/// The NAT gateway reaches a VPC block through the router.
+fn nat_route(nat: &str, verb: &str, cidr: Ipv4Net) -> Result<(), CmdError> {
+    cmd::ip(nat, &["route", verb, &cidr.to_string(), "via", ROUTER_NAT]).map(|_| ())
 }
 
 fn add_namespace(ns: &str) -> Result<(), CmdError> {

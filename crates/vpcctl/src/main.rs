@@ -1,6 +1,8 @@
 //! `vpcctl`: the operator's CLI.
 
 mod commands;
+mod custom_networking;
+mod store;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -11,7 +13,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "vpcctl",
     version,
-    about = "Operate the VPC CNI: max pods, status, ENIConfig checks"
+    about = "Operate the VPC CNI: max pods, status, ENIConfig checks, custom networking setup"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -24,6 +26,8 @@ enum Command {
     MaxPods(commands::max_pods::Args),
     /// A running node's ENIs, pool, targets and ENIConfig (from its introspection).
     Status(commands::status::Args),
+    /// Set a VPC up for custom networking: plan (print) or apply the reference procedure.
+    CustomNetworking(custom_networking::Args),
     /// Check ENIConfigs against EC2 (exit 1 when one is invalid).
     Validate(commands::validate::Args),
     /// Probe ipamd's gRPC health service (exit 0 when SERVING).
@@ -52,6 +56,7 @@ fn main() -> ExitCode {
         Command::MaxPods(args) => commands::max_pods::run(&args, &mut out),
         Command::Health(args) => commands::health::run(&args),
         Command::Status(args) => commands::status::run(&args, &mut out),
+        Command::CustomNetworking(args) => custom_networking::run(&args, &mut out),
         Command::Validate(args) => commands::validate::run(&args, &mut out),
         Command::InstallCni(args) => commands::install_cni::run(&args),
         Command::Crd(args) => commands::crd::run(&args, &mut out),

@@ -3,27 +3,29 @@
 //! exist in that VPC, how many addresses are free, and whether the subnet shares the nodes'
 //! CIDR block.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use ec2::{Ec2, Ec2Metrics, SdkEc2, SdkOptions};
-use eniconfig::{
-    EniConfigSpec, GroupFacts, NodeFacts, Object, SubnetFacts, Validation, parse_manifests,
-};
+use eniconfig::{GroupFacts, NodeFacts, SubnetFacts, Validation};
 use ipnet::Ipv4Net;
 
 use crate::CliError;
+use crate::store::{Directory, EniConfigSource};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// A directory of ENIConfig manifests (as `kubectl apply` takes them).
-    #[arg(long)]
-    eniconfig_dir: PathBuf,
+    #[arg(long, required_unless_present = "kubeconfig")]
+    eniconfig_dir: Option<PathBuf>,
+    /// The cluster's ENIConfigs.
+    #[arg(long, conflicts_with = "eniconfig_dir")]
+    kubeconfig: Option<PathBuf>,
     /// The cluster's VPC.
     #[arg(long)]
     vpc_id: String,
-    /// The nodes' CIDR block, to warn about pod subnets carved from it.
+    /// The nodes' CIDR block, to warn about pod subnets carved from it (default: the VPC's
+    /// primary block).
     #[arg(long)]
     node_cidr: Option<Ipv4Net>,
     #[arg(long)]
@@ -54,52 +56,38 @@ fn zone_name(name: &str) -> Option<&str> {
     ok.then_some(name)
 }
 
-fn read_dir(dir: &PathBuf) -> Result<BTreeMap<String, EniConfigSpec>, CliError> {
-    let mut out = BTreeMap::new();
-    let entries =
-        std::fs::read_dir(dir).map_err(|e| CliError::Input(format!("{}: {e}", dir.display())))?;
-    let mut paths: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml" | "json")
-            )
-        })
-        .collect();
-    paths.sort();
-    for p in paths {
-        let text = std::fs::read_to_string(&p)
-            .map_err(|e| CliError::Input(format!("{}: {e}", p.display())))?;
-        for o in
-            parse_manifests(&text).map_err(|e| CliError::Input(format!("{}: {e}", p.display())))?
-        {
-            if let Object::EniConfig(c) = o {
-                out.insert(c.name, c.spec);
-            }
-        }
-    }
-    if out.is_empty() {
-        return Err(CliError::Input(format!(
-            "no ENIConfig in {}",
-            dir.display()
-        )));
-    }
-    Ok(out)
-}
-
 pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
-    let configs = read_dir(&args.eniconfig_dir)?;
+    let Some(dir) = &args.eniconfig_dir else {
+        return Err(CliError::Input(
+            "--kubeconfig is not supported yet: give --eniconfig-dir".to_string(),
+        ));
+    };
+    let source = Directory::new(dir);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Failed(format!("tokio runtime: {e}")))?;
     let rows = runtime.block_on(async {
+        let configs = source
+            .eniconfigs()
+            .await
+            .map_err(|e| CliError::Input(e.to_string()))?;
+        if configs.is_empty() {
+            return Err(CliError::Input(format!(
+                "no ENIConfig in {}",
+                source.describe()
+            )));
+        }
         let ec2 = SdkEc2::new(&SdkOptions::default(), Arc::new(Ec2Metrics::unregistered())).await;
+        let ec2_err = |e: ec2::Ec2Error| CliError::Failed(e.to_string());
+        let vpc = ec2
+            .vpc(&args.vpc_id)
+            .await
+            .map_err(ec2_err)?
+            .ok_or_else(|| CliError::Input(format!("VPC {} does not exist", args.vpc_id)))?;
+        let node_cidr = args.node_cidr.or_else(|| vpc.cidrs.first().copied());
         let mut rows = Vec::new();
         for (name, spec) in &configs {
-            let ec2_err = |e: ec2::Ec2Error| CliError::Failed(e.to_string());
             let subnet = ec2.subnet(&spec.subnet).await.map_err(ec2_err)?;
             let groups = ec2.security_groups(spec.groups()).await.map_err(ec2_err)?;
             let zone = zone_name(name)
@@ -109,8 +97,8 @@ pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
             let facts = NodeFacts {
                 vpc_id: args.vpc_id.clone(),
                 availability_zone: zone,
-                primary_block: args.node_cidr,
-                vpc_cidrs: Vec::new(),
+                primary_block: node_cidr,
+                vpc_cidrs: vpc.cidrs.clone(),
             };
             let subnet_facts = subnet.as_ref().map(|s| SubnetFacts {
                 id: s.id.clone(),
