@@ -2,19 +2,33 @@
 SHELL := /bin/bash
 VENV := .venv
 
-.PHONY: setup test lint unit emulator-test manifests demo bench
+.PHONY: setup test lint unit fuzz-smoke emulator-test manifests demo bench fuzz soak
 
 setup:
 	@scripts/setup
 
-test: setup lint unit emulator-test manifests
+test: setup lint unit fuzz-smoke emulator-test manifests
 
 lint:
 	cargo fmt --all -- --check
+	cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
 unit:
 	cargo nextest run --workspace --no-fail-fast
+
+# A few seconds of each fuzz target; `make fuzz` runs each for FUZZ_SECONDS (default 300).
+fuzz-smoke:
+	scripts/fuzz $${FUZZ_SMOKE_SECONDS:-5}
+
+fuzz: setup
+	scripts/fuzz $${FUZZ_SECONDS:-300}
+
+# The long crash suite: VPC_CRASH_KILLS (default 100) kill -9 of ipamd during pod churn.
+soak: setup
+	cargo build --workspace --bins
+	VPC_CRASH_KILLS=$${VPC_CRASH_KILLS:-100} cargo nextest run -p testbed --test reliability \
+		--no-capture -E 'test(ipamd_killed_during_pod_churn)'
 
 emulator-test:
 	$(VENV)/bin/python -m pytest emulator/tests -q

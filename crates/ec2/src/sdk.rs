@@ -85,6 +85,7 @@ impl SdkEc2 {
         .with_max_attempts(options.max_attempts.max(1));
         let ec2_config = aws_sdk_ec2::config::Builder::from(config)
             .retry_config(retry)
+            .interceptor(crate::metrics::AttemptErrors(metrics.clone()))
             .build();
         SdkEc2 {
             client: Client::from_conf(ec2_config),

@@ -35,6 +35,22 @@ impl AllocKey {
             if_name: if_name.to_string(),
         }
     }
+
+    /// The key of an AddNetwork/DelNetwork request: its container ID, else the pod's infra
+    /// container ID (older plugins), on `eth0` when the interface is unnamed. `None` when the
+    /// request names no container at all.
+    pub fn for_request(
+        network_name: &str,
+        container_id: &str,
+        infra_container_id: &str,
+        if_name: &str,
+    ) -> Option<Self> {
+        let container = [container_id, infra_container_id]
+            .into_iter()
+            .find(|c| !c.is_empty())?;
+        let if_name = if if_name.is_empty() { "eth0" } else { if_name };
+        Some(AllocKey::new(network_name, container, if_name))
+    }
 }
 
 impl std::fmt::Display for AllocKey {

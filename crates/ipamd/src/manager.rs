@@ -464,52 +464,60 @@ impl<C: Ec2 + 'static> Manager<C> {
     }
 
     async fn release_eni(&self, eni_id: &str) -> Result<(), Ec2Error> {
-        let record = {
+        let (record, blocks) = {
             let mut st = self.node.lock();
-            let record = st.ds.eni(eni_id).cloned();
+            let Some(record) = st.ds.eni(eni_id).cloned() else {
+                return Ok(());
+            };
+            let blocks = st
+                .ds
+                .eni_views(Time::now())
+                .into_iter()
+                .find(|v| v.id == eni_id)
+                .map(|v| v.blocks)
+                .unwrap_or_default();
             if st.ds.remove_eni(eni_id, false, Time::now()).is_err() {
                 return Ok(());
             }
             st.enis.remove(eni_id);
             st.last_decrease = Some(Time::now());
-            record
+            (record, blocks)
         };
-        if let Some(r) = &record {
-            let routing = EniRouting {
-                primary_ip: r.primary_ip,
-                subnet: r.subnet_cidr,
-                table: r.route_table(),
-                mtu: self.node.cli.settings.eni_mtu,
-            };
-            let link = self
-                .nl
-                .link_by_mac(&netlink::parse_mac(&r.mac).unwrap_or([0; 6]))
-                .await
-                .ok()
-                .flatten();
-            for e in routing.remove(&self.nl, link.as_ref()).await {
-                warn!(eni = eni_id, error = %e, "removing the ENI's routing");
-            }
+        let routing = EniRouting {
+            primary_ip: record.primary_ip,
+            subnet: record.subnet_cidr,
+            table: record.route_table(),
+            mtu: self.node.cli.settings.eni_mtu,
+        };
+        let mac = netlink::parse_mac(&record.mac).unwrap_or([0; 6]);
+        let link = self.nl.link_by_mac(&mac).await.ok().flatten();
+        for e in routing.remove(&self.nl, link.as_ref()).await {
+            warn!(eni = eni_id, error = %e, "removing the ENI's routing");
         }
-        let attachment = self
-            .ec2
-            .instance_enis(&self.node.identity.instance_id)
-            .await?
-            .into_iter()
-            .find(|e| e.id == eni_id)
-            .and_then(|e| e.attachment.map(|a| a.id));
-        if let Some(a) = attachment {
-            let mut pause = Duration::from_millis(200);
-            for attempt in 0..5 {
-                match self.ec2.detach_eni(&a, false).await {
-                    Ok(()) => break,
-                    Err(e) if attempt == 4 => return Err(e),
-                    Err(_) => {
-                        tokio::time::sleep(pause).await;
-                        pause *= 2;
+        if let Err(e) = self.detach(eni_id).await {
+            // Still attached: take the ENI back, addresses and routing, rather than lose it.
+            {
+                let mut st = self.node.lock();
+                if st.ds.add_eni(record.clone()).is_ok() {
+                    for b in &blocks {
+                        let _ = st.ds.add_block(eni_id, *b);
                     }
                 }
+                st.enis.insert(
+                    eni_id.to_string(),
+                    EniFacts {
+                        subnet_id: record.subnet_id.clone(),
+                        security_groups: record.security_groups.clone(),
+                    },
+                );
             }
+            if let Some(link) = &link
+                && let Err(e) = routing.apply(&self.nl, link).await
+            {
+                warn!(eni = eni_id, error = %e, "routing an ENI that could not be released");
+            }
+            warn!(eni = eni_id, error = %e, "the ENI could not be detached; it stays in the pool");
+            return Err(e);
         }
         let mut pause = Duration::from_millis(500);
         for attempt in 0..8 {
@@ -523,6 +531,30 @@ impl<C: Ec2 + 'static> Manager<C> {
             }
         }
         info!(eni = eni_id, "released an ENI");
+        Ok(())
+    }
+
+    /// Detaches the ENI if it is attached, retrying a few times.
+    async fn detach(&self, eni_id: &str) -> Result<(), Ec2Error> {
+        let attachment = self
+            .ec2
+            .instance_enis(&self.node.identity.instance_id)
+            .await?
+            .into_iter()
+            .find(|e| e.id == eni_id)
+            .and_then(|e| e.attachment.map(|a| a.id));
+        let Some(a) = attachment else { return Ok(()) };
+        let mut pause = Duration::from_millis(200);
+        for attempt in 0..5 {
+            match self.ec2.detach_eni(&a, false).await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt == 4 => return Err(e),
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
+        }
         Ok(())
     }
 

@@ -20,21 +20,11 @@ pub struct Backend {
 }
 
 fn key(network: &str, container: &str, infra: &str, if_name: &str) -> Result<AllocKey, Status> {
-    let container = if container.is_empty() {
-        infra
-    } else {
-        container
-    };
-    if container.is_empty() {
-        return Err(Status::invalid_argument(
+    AllocKey::for_request(network, container, infra, if_name).ok_or_else(|| {
+        Status::invalid_argument(
             "the request names no container (ContainerID and K8S_POD_INFRA_CONTAINER_ID are empty)",
-        ));
-    }
-    Ok(AllocKey::new(
-        network,
-        container,
-        if if_name.is_empty() { "eth0" } else { if_name },
-    ))
+        )
+    })
 }
 
 fn to_i32(v: u32) -> i32 {

@@ -147,10 +147,18 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
     };
     let mut status = status;
     let mut agents = Vec::new();
+    // The API server's objects exist with or without agents: an ipamd started later reads them.
+    for (n, _, _) in &nodes {
+        agents::initial_manifests(
+            &NodeDir::new(&dir, &n.name).manifests(),
+            &config,
+            n,
+            &seeded,
+        )?;
+    }
     if !options.no_agents {
         for ((n, slot, _), node_status) in nodes.iter().zip(status.nodes.iter_mut()) {
             let node_dir = NodeDir::new(&dir, &n.name);
-            agents::initial_manifests(&node_dir.manifests(), &config, n, &seeded)?;
             let child = agents::start_ipamd(&slot.netns, &node_dir, &config.region, &config, n)?;
             node_status.ipamd_pid = Some(child.id());
             agents.push(child);

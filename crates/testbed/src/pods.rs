@@ -339,3 +339,32 @@ pub fn invoke(
         &netconf(&record.conflist, 0, &version, Some(&record.result)),
     )
 }
+
+/// CNI GC on a node, as a runtime runs it: every pod recorded on the node is a valid
+/// attachment; ipamd releases whatever else its plugin's network holds (e.g. the address of a
+/// pod deleted while ipamd was down).
+pub fn gc(prefix: &str, node: &str) -> Result<(), TestbedError> {
+    let status =
+        Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
+    let n = node_of(&status, node)?;
+    let p = NodeDir::new(Path::new(&status.state_dir), node).conflist();
+    let list: Value = serde_json::from_str(
+        &std::fs::read_to_string(&p).map_err(|e| other(format!("{}: {e}", p.display())))?,
+    )
+    .map_err(|e| other(format!("{}: {e}", p.display())))?;
+    let valid: Vec<Value> = records(prefix)
+        .iter()
+        .filter(|r| r.node == node)
+        .map(|r| json!({"containerID": r.container_id, "ifname": "eth0"}))
+        .collect();
+    let mut conf = netconf(&list, 0, "1.1.0", None);
+    conf["cni.dev/valid-attachments"] = json!(valid);
+    let inv = Invocation {
+        node_netns: &n.netns,
+        command: "GC",
+        container_id: "",
+        netns: "",
+        args: String::new(),
+    };
+    exec(&inv, "aws-cni", &conf).map(|_| ())
+}

@@ -6,8 +6,12 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-/// A binary of this workspace's build (next to the test's `deps/` directory).
+/// A binary of this workspace's build (next to the test's `deps/` directory), or of
+/// `$VPC_TESTBED_BIN_DIR` (binaries kept aside from a target directory others build into).
 pub fn workspace_bin(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os("VPC_TESTBED_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap();
     let dir = if dir.ends_with("deps") {
@@ -56,6 +60,11 @@ impl Testbed {
     /// A testbed from a config text, with one ipamd per node.
     pub fn with_agents(config: Option<&str>) -> Testbed {
         Self::start(config, &[])
+    }
+
+    /// A testbed from a config text whose nodes have no ipamd yet (see [`Testbed::start_ipamd`]).
+    pub fn without_agents(config: &str) -> Testbed {
+        Self::start(Some(config), &["--no-agents"])
     }
 
     fn start(config: Option<&str>, extra: &[&str]) -> Testbed {
@@ -374,7 +383,7 @@ impl Testbed {
     }
 
     /// Kills the node's ipamd (the daemon's, or `previous`) as a crash would, and starts another
-    /// the way the daemon does (default testbed config). Returns once it serves gRPC.
+    /// the way the daemon does (this testbed's config). Returns once it serves gRPC.
     pub fn restart_ipamd(
         &self,
         node: &str,
@@ -394,9 +403,16 @@ impl Testbed {
                 .ok();
             }
         }
+        self.start_ipamd(node)
+    }
+
+    /// Starts an ipamd on the node the way the daemon does (for testbeds up with `--no-agents`,
+    /// or after a kill). Returns once it serves gRPC.
+    pub fn start_ipamd(&self, node: &str) -> std::process::Child {
         let socket = self.node_dir(node).join("ipamd.sock");
         let _ = std::fs::remove_file(&socket);
-        let config = ::testbed::config::Config::load(None).unwrap();
+        let config_path = self._config.as_ref().map(|d| d.path().join("testbed.yaml"));
+        let config = ::testbed::config::Config::load(config_path.as_deref()).unwrap();
         let node_config = config.nodes.iter().find(|n| n.name == node).unwrap();
         let dir = ::testbed::agents::NodeDir(self.node_dir(node));
         let child = ::testbed::agents::start_ipamd(

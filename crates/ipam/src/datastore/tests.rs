@@ -375,3 +375,16 @@ fn check_invariants(ds: &Datastore, now: Time) -> Result<(), TestCaseError> {
     prop_assert_eq!(stats.assigned, ds.allocations().count());
     Ok(())
 }
+
+#[test]
+fn a_request_key_falls_back_to_the_infra_container_and_eth0() {
+    assert_eq!(
+        AllocKey::for_request("aws-cni", "c1", "infra", "eth1"),
+        Some(AllocKey::new("aws-cni", "c1", "eth1"))
+    );
+    assert_eq!(
+        AllocKey::for_request("aws-cni", "", "infra", ""),
+        Some(AllocKey::new("aws-cni", "infra", "eth0"))
+    );
+    assert_eq!(AllocKey::for_request("aws-cni", "", "", "eth0"), None);
+}
