@@ -124,23 +124,31 @@ pub async fn daemonset_env(
         .collect())
 }
 
-/// Sets `vars` on the container (a strategic merge: other variables stay), like
-/// `kubectl set env`; Unchanged when they already have those values.
+/// Sets `set` and removes `remove` on the container (a strategic merge: other variables stay),
+/// like `kubectl set env`; Unchanged when it already looks so.
 pub async fn set_daemonset_env(
     client: &Client,
     namespace: &str,
     name: &str,
     container: &str,
-    vars: &BTreeMap<String, String>,
+    set: &BTreeMap<String, String>,
+    remove: &[String],
 ) -> Result<Change, AdminError> {
     let current = daemonset_env(client, namespace, name, container).await?;
-    if vars.iter().all(|(k, v)| current.get(k) == Some(v)) {
+    if set.iter().all(|(k, v)| current.get(k) == Some(v))
+        && remove.iter().all(|k| !current.contains_key(k))
+    {
         return Ok(Change::Unchanged);
     }
-    let env: Vec<_> = vars
+    let mut env: Vec<_> = set
         .iter()
         .map(|(k, v)| json!({"name": k, "value": v}))
         .collect();
+    env.extend(
+        remove
+            .iter()
+            .map(|k| json!({"name": k, "$patch": "delete"})),
+    );
     let patch =
         json!({"spec": {"template": {"spec": {"containers": [{"name": container, "env": env}]}}}});
     let api: Api<DaemonSet> = Api::namespaced(client.clone(), namespace);

@@ -547,18 +547,30 @@ async fn vpcctl_sets_the_daemonset_environment_like_kubectl_set_env() {
             "topology.kubernetes.io/zone".to_string(),
         ),
     ]);
+    let remove = vec!["ENI_CONFIG_ANNOTATION_DEF".to_string()];
     api.json(&format!("GET {path}"), ds.clone());
     api.json(&format!("PATCH {path}"), ds.clone());
     assert_eq!(
-        set_daemonset_env(&client, "kube-system", "aws-node", "aws-node", &vars)
-            .await
-            .unwrap(),
+        set_daemonset_env(
+            &client,
+            "kube-system",
+            "aws-node",
+            "aws-node",
+            &vars,
+            &remove
+        )
+        .await
+        .unwrap(),
         Change::Updated
     );
     let patch = &api.requests(&format!("PATCH {path}"))[0];
     let env = &patch.body["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(env["name"], "aws-node");
-    assert_eq!(env["env"].as_array().unwrap().len(), 2);
+    assert_eq!(env["env"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        env["env"][2],
+        json!({"name": "ENI_CONFIG_ANNOTATION_DEF", "$patch": "delete"})
+    );
 
     let mut done = ds.clone();
     done["spec"]["template"]["spec"]["containers"][0]["env"] = json!([
@@ -567,15 +579,22 @@ async fn vpcctl_sets_the_daemonset_environment_like_kubectl_set_env() {
     ]);
     api.json(&format!("GET {path}"), done);
     assert_eq!(
-        set_daemonset_env(&client, "kube-system", "aws-node", "aws-node", &vars)
-            .await
-            .unwrap(),
+        set_daemonset_env(
+            &client,
+            "kube-system",
+            "aws-node",
+            "aws-node",
+            &vars,
+            &remove
+        )
+        .await
+        .unwrap(),
         Change::Unchanged
     );
     assert_eq!(api.requests(&format!("PATCH {path}")).len(), 1);
 
     api.json(&format!("GET {path}"), ds);
-    let err = set_daemonset_env(&client, "kube-system", "aws-node", "nope", &vars)
+    let err = set_daemonset_env(&client, "kube-system", "aws-node", "nope", &vars, &remove)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("no container named nope"), "{err}");

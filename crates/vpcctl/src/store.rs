@@ -16,6 +16,8 @@ pub enum StoreError {
     Manifest { path: String, message: String },
     #[error("{0}")]
     Unsupported(String),
+    #[error("{0}")]
+    Cluster(String),
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> StoreError {
@@ -166,6 +168,145 @@ impl EniConfigSink for Directory {
             "{} cannot change the aws-node DaemonSet",
             self.describe()
         )))
+    }
+}
+
+/// The cluster behind a kubeconfig: ENIConfigs through the API server, and the `aws-node`
+/// DaemonSet in `kube-system` (container `aws-node`), as the reference procedure names them.
+pub struct Cluster {
+    client: kube::Client,
+    kubeconfig: PathBuf,
+}
+
+const AWS_NODE: &str = "aws-node";
+const AWS_NODE_NAMESPACE: &str = "kube-system";
+
+fn cluster_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Cluster(e.to_string())
+}
+
+impl Cluster {
+    /// Fails fast (three attempts) when the API server does not answer.
+    pub async fn connect(kubeconfig: &Path) -> Result<Self, StoreError> {
+        let retry = cluster::Retry {
+            attempts: 3,
+            ..cluster::Retry::default()
+        };
+        let client = cluster::connect(Some(kubeconfig), retry)
+            .await
+            .map_err(cluster_error)?;
+        Ok(Cluster {
+            client,
+            kubeconfig: kubeconfig.to_path_buf(),
+        })
+    }
+}
+
+impl EniConfigSource for Cluster {
+    fn describe(&self) -> String {
+        format!("the cluster of {}", self.kubeconfig.display())
+    }
+
+    async fn eniconfigs(&self) -> Result<BTreeMap<String, EniConfigSpec>, StoreError> {
+        cluster::admin::eniconfigs(&self.client)
+            .await
+            .map_err(cluster_error)
+    }
+}
+
+impl EniConfigSink for Cluster {
+    async fn put(&self, name: &str, spec: &EniConfigSpec) -> Result<(), StoreError> {
+        cluster::admin::apply_eniconfig(&self.client, name, spec)
+            .await
+            .map(|_| ())
+            .map_err(cluster_error)
+    }
+
+    async fn aws_node_env(&self) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+        cluster::admin::daemonset_env(&self.client, AWS_NODE_NAMESPACE, AWS_NODE, AWS_NODE)
+            .await
+            .map(Some)
+            .map_err(cluster_error)
+    }
+
+    async fn set_aws_node_env(
+        &self,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<(), StoreError> {
+        cluster::admin::set_daemonset_env(
+            &self.client,
+            AWS_NODE_NAMESPACE,
+            AWS_NODE,
+            AWS_NODE,
+            set,
+            remove,
+        )
+        .await
+        .map(|_| ())
+        .map_err(cluster_error)
+    }
+}
+
+/// Either destination, chosen by the flags (`--eniconfig-dir` or `--kubeconfig`).
+pub enum Store {
+    Directory(Directory),
+    Cluster(Cluster),
+}
+
+impl Store {
+    pub async fn open(
+        dir: Option<&Path>,
+        kubeconfig: Option<&Path>,
+    ) -> Result<Option<Store>, StoreError> {
+        Ok(match (dir, kubeconfig) {
+            (_, Some(k)) => Some(Store::Cluster(Cluster::connect(k).await?)),
+            (Some(d), None) => Some(Store::Directory(Directory::new(d))),
+            (None, None) => None,
+        })
+    }
+}
+
+impl EniConfigSource for Store {
+    fn describe(&self) -> String {
+        match self {
+            Store::Directory(d) => d.describe(),
+            Store::Cluster(c) => c.describe(),
+        }
+    }
+
+    async fn eniconfigs(&self) -> Result<BTreeMap<String, EniConfigSpec>, StoreError> {
+        match self {
+            Store::Directory(d) => d.eniconfigs().await,
+            Store::Cluster(c) => c.eniconfigs().await,
+        }
+    }
+}
+
+impl EniConfigSink for Store {
+    async fn put(&self, name: &str, spec: &EniConfigSpec) -> Result<(), StoreError> {
+        match self {
+            Store::Directory(d) => d.put(name, spec).await,
+            Store::Cluster(c) => c.put(name, spec).await,
+        }
+    }
+
+    async fn aws_node_env(&self) -> Result<Option<BTreeMap<String, String>>, StoreError> {
+        match self {
+            Store::Directory(d) => d.aws_node_env().await,
+            Store::Cluster(c) => c.aws_node_env().await,
+        }
+    }
+
+    async fn set_aws_node_env(
+        &self,
+        set: &BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Directory(d) => d.set_aws_node_env(set, remove).await,
+            Store::Cluster(c) => c.set_aws_node_env(set, remove).await,
+        }
     }
 }
 

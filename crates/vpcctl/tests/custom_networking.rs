@@ -321,25 +321,44 @@ async fn a_failed_apply_says_what_was_done_and_a_rerun_finishes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubeconfig_is_refused_until_supported() {
+async fn a_kubeconfig_that_leads_nowhere_is_a_clear_error() {
     let emulator = Emulator::start();
-    let o = vpcctl(
-        &emulator,
-        &[
-            "custom-networking",
-            "plan",
-            "--vpc-id",
-            "vpc-1",
-            "--cidr",
-            "100.64.0.0/16",
-            "--kubeconfig",
-            "/nonexistent",
-        ],
-    );
-    assert_eq!(o.status.code(), Some(2));
+    let plan = |kubeconfig: &str| {
+        vpcctl(
+            &emulator,
+            &[
+                "custom-networking",
+                "plan",
+                "--vpc-id",
+                "vpc-1",
+                "--cidr",
+                "100.64.0.0/16",
+                "--kubeconfig",
+                kubeconfig,
+            ],
+        )
+    };
+    let o = plan("/nonexistent/kubeconfig");
+    assert_eq!(o.status.code(), Some(1));
     assert!(
-        text(&o).1.contains("--kubeconfig is not supported yet"),
+        text(&o).1.contains("/nonexistent/kubeconfig"),
         "{}",
         text(&o).1
+    );
+
+    // A cluster whose API server does not answer: a bounded wait, then the server named.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: 'http://127.0.0.1:9'}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let o = plan(kubeconfig.to_str().unwrap());
+    assert_eq!(o.status.code(), Some(1));
+    let err = text(&o).1;
+    assert!(
+        err.contains("127.0.0.1:9") && err.contains("3 attempts"),
+        "{err}"
     );
 }

@@ -11,7 +11,7 @@ use eniconfig::{GroupFacts, NodeFacts, SubnetFacts, Validation};
 use ipnet::Ipv4Net;
 
 use crate::CliError;
-use crate::store::{Directory, EniConfigSource};
+use crate::store::{EniConfigSource, Store};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -44,30 +44,16 @@ struct Row {
     validation: Validation,
 }
 
-/// `us-west-2a` is a zone name; a config named after one must use a subnet there.
-fn zone_name(name: &str) -> Option<&str> {
-    let parts: Vec<&str> = name.split('-').collect();
-    let last = parts.last()?;
-    let ok = parts.len() == 3
-        && parts[0].len() == 2
-        && last.len() >= 2
-        && last[..last.len() - 1].chars().all(|c| c.is_ascii_digit())
-        && last.ends_with(|c: char| c.is_ascii_lowercase());
-    ok.then_some(name)
-}
-
 pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
-    let Some(dir) = &args.eniconfig_dir else {
-        return Err(CliError::Input(
-            "--kubeconfig is not supported yet: give --eniconfig-dir".to_string(),
-        ));
-    };
-    let source = Directory::new(dir);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Failed(format!("tokio runtime: {e}")))?;
     let rows = runtime.block_on(async {
+        let source = Store::open(args.eniconfig_dir.as_deref(), args.kubeconfig.as_deref())
+            .await
+            .map_err(|e| CliError::Failed(e.to_string()))?
+            .ok_or_else(|| CliError::Input("give --eniconfig-dir or --kubeconfig".to_string()))?;
         let configs = source
             .eniconfigs()
             .await
@@ -90,8 +76,8 @@ pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
         for (name, spec) in &configs {
             let subnet = ec2.subnet(&spec.subnet).await.map_err(ec2_err)?;
             let groups = ec2.security_groups(spec.groups()).await.map_err(ec2_err)?;
-            let zone = zone_name(name)
-                .map(str::to_string)
+            let zone = eniconfig::is_zone_name(name)
+                .then(|| name.clone())
                 .or_else(|| subnet.as_ref().map(|s| s.availability_zone.clone()))
                 .unwrap_or_default();
             let facts = NodeFacts {
@@ -178,19 +164,5 @@ pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
             "invalid ENIConfigs: {}",
             invalid.join(", ")
         )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::zone_name;
-
-    #[test]
-    fn zone_names() {
-        assert_eq!(zone_name("us-west-2a"), Some("us-west-2a"));
-        assert_eq!(zone_name("ap-southeast-1c"), Some("ap-southeast-1c"));
-        assert_eq!(zone_name("default"), None);
-        assert_eq!(zone_name("subnet1Config"), None);
-        assert_eq!(zone_name("us-west-2"), None);
     }
 }

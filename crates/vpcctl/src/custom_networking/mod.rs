@@ -18,7 +18,7 @@ use eniconfig::EniConfigSpec;
 use ipnet::Ipv4Net;
 
 use crate::CliError;
-use crate::store::{Directory, EniConfigSink};
+use crate::store::{EniConfigSink, Store};
 use plan::{Change, GroupChoice, GroupRef, Observed, Plan, PlannedSource, Request, SubnetRef};
 
 #[derive(clap::Args)]
@@ -406,23 +406,20 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<(), CliError> {
         Action::Plan(a) => (a, false),
         Action::Apply(a) => (a, true),
     };
-    if setup.kubeconfig.is_some() {
+    if applying && setup.eniconfig_dir.is_none() && setup.kubeconfig.is_none() {
         return Err(CliError::Input(
-            "--kubeconfig is not supported yet: give --eniconfig-dir and set the aws-node environment by hand".to_string(),
-        ));
-    }
-    if applying && setup.eniconfig_dir.is_none() {
-        return Err(CliError::Input(
-            "apply needs --eniconfig-dir: where the ENIConfig manifests go".to_string(),
+            "apply needs --eniconfig-dir (where the ENIConfig manifests go) or --kubeconfig (the cluster)".to_string(),
         ));
     }
     let req = setup.request();
-    let sink = setup.eniconfig_dir.as_ref().map(Directory::new);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Failed(format!("tokio runtime: {e}")))?;
     runtime.block_on(async {
+        let sink = Store::open(setup.eniconfig_dir.as_deref(), setup.kubeconfig.as_deref())
+            .await
+            .map_err(|e| CliError::Failed(e.to_string()))?;
         let ec2 = SdkEc2::new(&SdkOptions::default(), Arc::new(Ec2Metrics::unregistered())).await;
         let obs = observe(&ec2, sink.as_ref(), &req).await?;
         let p = plan::plan(&req, &obs).map_err(|e| CliError::Failed(format!("refused: {e}")))?;
