@@ -54,6 +54,51 @@ async fn identity() -> Result<InstanceIdentity, AppError> {
     Err(AppError::Identity("unreachable".into()))
 }
 
+/// Re-reads the VPC's blocks every IPAMD_VPC_REFRESH_INTERVAL: a block associated after start-up
+/// (custom networking's secondary block) joins the SNAT exclusions without a restart.
+async fn follow_vpc_blocks<C: Ec2>(
+    node: Arc<Node>,
+    ec2: Arc<C>,
+    primary_if: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = Duration::from_secs(node.cli.options.vpc_refresh_interval.max(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        let blocks = match ec2.vpc(&node.identity.vpc_id).await {
+            Ok(Some(v)) if !v.cidrs.is_empty() => v.cidrs,
+            Ok(_) => continue,
+            Err(e) => {
+                warn!(vpc = node.identity.vpc_id, error = %e, "re-reading the VPC's blocks");
+                continue;
+            }
+        };
+        let mut sorted = blocks.clone();
+        sorted.sort();
+        let mut known = node.vpc_cidrs();
+        known.sort();
+        if sorted == known {
+            continue;
+        }
+        info!(vpc = node.identity.vpc_id, blocks = ?blocks, "the VPC's CIDR blocks changed");
+        if let Err(e) = snat::reconcile(
+            &node.cli.settings,
+            &primary_if,
+            node.identity.primary_ip,
+            &blocks,
+        ) {
+            error!(error = %e, "SNAT rules for the VPC's new blocks");
+            continue;
+        }
+        if let Ok(mut b) = node.vpc_blocks.write() {
+            *b = blocks;
+        }
+    }
+}
+
 /// Kubernetes mode: the API server (waited for, bounded) feeds the Node and the ENIConfigs;
 /// Events go to the Node; the agent holding the Lease writes ENIConfig status.
 async fn kubernetes<C: ec2::Ec2 + 'static>(
@@ -198,6 +243,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         metrics,
         objects,
         events,
+        vpc_blocks: std::sync::RwLock::new(id.vpc_cidrs.clone()),
     });
     let nl = Arc::new(Netlink::connect().await.map_err(startup("netlink"))?);
 
@@ -298,6 +344,12 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             shutdown_rx.clone(),
         )));
     }
+    tasks.push(tokio::spawn(follow_vpc_blocks(
+        node.clone(),
+        ec2.clone(),
+        primary_link.name.clone(),
+        shutdown_rx.clone(),
+    )));
     let manager = Manager {
         node: node.clone(),
         ec2: ec2.clone(),

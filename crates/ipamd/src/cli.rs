@@ -133,6 +133,15 @@ pub struct Options {
     )]
     pub decrease_interval: u64,
 
+    /// How often the VPC's CIDR blocks are re-read from EC2 (seconds).
+    #[arg(
+        long,
+        env = "IPAMD_VPC_REFRESH_INTERVAL",
+        value_name = "IPAMD_VPC_REFRESH_INTERVAL",
+        default_value = "60"
+    )]
+    pub vpc_refresh_interval: u64,
+
     /// How often the pool is re-checked when nothing wakes it (seconds).
     #[arg(
         long,

@@ -696,8 +696,8 @@ impl<C: Ec2 + 'static> Manager<C> {
                 .set(i64::from(s.available_addresses));
         }
         let groups = self.ec2.security_groups(spec.groups()).await?;
-        let primary_block = id
-            .vpc_cidrs
+        let vpc_cidrs = self.node.vpc_cidrs();
+        let primary_block = vpc_cidrs
             .iter()
             .find(|c| c.contains(&id.subnet_cidr))
             .copied();
@@ -705,7 +705,7 @@ impl<C: Ec2 + 'static> Manager<C> {
             vpc_id: id.vpc_id.clone(),
             availability_zone: id.availability_zone.clone(),
             primary_block,
-            vpc_cidrs: id.vpc_cidrs.clone(),
+            vpc_cidrs,
         };
         let subnet = subnet.map(subnet_facts);
         let groups: Vec<GroupFacts> = groups.into_iter().map(group_facts).collect();

@@ -88,6 +88,9 @@ pub struct Node {
     pub metrics: Metrics,
     pub objects: ObjectsRx,
     pub events: crate::events::EventSink,
+    /// The VPC's IPv4 blocks: IMDS's at start-up, then re-read from EC2 (a block associated
+    /// later must join the SNAT exclusions).
+    pub vpc_blocks: std::sync::RwLock<Vec<Ipv4Net>>,
 }
 
 impl Node {
@@ -100,8 +103,11 @@ impl Node {
         self.cli.settings.custom_network_cfg
     }
 
-    pub fn vpc_cidrs(&self) -> &[Ipv4Net] {
-        &self.identity.vpc_cidrs
+    pub fn vpc_cidrs(&self) -> Vec<Ipv4Net> {
+        self.vpc_blocks
+            .read()
+            .map(|b| b.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
     }
 
     pub fn pool_state(&self, st: &NodeState, now: Time) -> PoolState {

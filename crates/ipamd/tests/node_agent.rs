@@ -767,3 +767,49 @@ async fn a_released_address_loses_its_conntrack_entries() {
         )
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vpc_block_associated_later_joins_the_snat_exclusions() {
+    let nodes = "  - {name: node-a, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}}\n";
+    let tb = Testbed::with_agents(Some(&config(
+        nodes,
+        "  []\n",
+        r#"{IPAMD_VPC_REFRESH_INTERVAL: "1"}"#,
+    )));
+    let snat = || {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &tb.netns("node-a"),
+                "iptables",
+                "-w",
+                "-t",
+                "nat",
+                "-S",
+                "AWS-SNAT-CHAIN-0",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert!(!snat().contains("198.19.0.0/16"), "{}", snat());
+    let ec2 = tb.ec2().await;
+    let vpc = ec2.describe_vpcs().send().await.unwrap().vpcs()[0]
+        .vpc_id()
+        .unwrap()
+        .to_string();
+    ec2.associate_vpc_cidr_block()
+        .vpc_id(&vpc)
+        .cidr_block("198.19.0.0/16")
+        .send()
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(15), || snat().contains("198.19.0.0/16")).unwrap_or_else(|| {
+        panic!(
+            "the new block is not excluded from SNAT:\n{}\n{}",
+            snat(),
+            tb.ipamd_log("node-a")
+        )
+    });
+}
