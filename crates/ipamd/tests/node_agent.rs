@@ -795,7 +795,19 @@ async fn a_vpc_block_associated_later_joins_the_snat_exclusions() {
     };
     assert!(!snat().contains("198.19.0.0/16"), "{}", snat());
     let ec2 = tb.ec2().await;
-    let vpc = ec2.describe_vpcs().send().await.unwrap().vpcs()[0]
+    // The testbed's VPC (moto also has a default one).
+    let vpc = ec2
+        .describe_vpcs()
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("cidr")
+                .values("10.0.0.0/16")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .vpcs()[0]
         .vpc_id()
         .unwrap()
         .to_string();
