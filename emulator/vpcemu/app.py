@@ -96,7 +96,7 @@ class EmulatorApp:
             return self._raw(start_response, 400, ec2_error_body("MissingAction", "The request must contain the parameter Action"))
 
         started = time.monotonic()
-        latency, fault = self.emu.faults.decide(action)
+        latency, fault, after = self.emu.faults.decide(action)
         if latency > 0:
             time.sleep(latency)
         if not self.emu.throttle.allow(action):
@@ -145,6 +145,9 @@ class EmulatorApp:
             f" {error_code}" if error_code else "",
             (time.monotonic() - started) * 1000,
         )
+        if after > 0:
+            # Done, but the answer is late: a client with a shorter timeout never sees it.
+            time.sleep(after)
         headers = [(k, v) for k, v in captured["headers"] if k.lower() not in ("content-length", "transfer-encoding", "connection")]
         headers.append(("Content-Length", str(len(out))))
         start_response(captured["status"], headers)

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use netlink::{MAIN_TABLE, Netlink};
 use netns::Netns;
-use rpc::{AddNetworkRequest, DelNetworkRequest};
+use rpc::{AddNetworkRequest, DelNetworkRequest, GarbageCollectRequest, ValidAttachment};
 use serde_json::json;
 use tonic::Code as GrpcCode;
 
@@ -125,7 +125,9 @@ pub async fn add(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniE
             return Ok(result.to_string());
         }
         Ok((node, Err(e))) => {
-            for leftover in pod::remove(&node, &host_if, Some(ip), Some(table)).await {
+            // The veth of this failed ADD, if it got that far, is by construction this sandbox's.
+            let veth = node.link_by_name(&host_if).await.ok().flatten();
+            for leftover in pod::remove(&node, veth.as_ref(), &[(ip, Some(table))]).await {
                 log.error(&format!("undoing a failed ADD: {leftover}"));
             }
             e
@@ -157,37 +159,96 @@ fn del_request(env: &CniEnv, conf: &NetConf, reason: &str) -> DelNetworkRequest 
     }
 }
 
+/// What ipamd said to a DEL.
+enum Released {
+    /// The container held this address (and its ENI's table, when not main).
+    Address(Option<Ipv4Addr>, Option<u32>),
+    /// The container holds nothing (already released, or never known).
+    Nothing,
+    /// ipamd could not be asked.
+    Unreachable,
+}
+
+/// DEL removes only what belongs to this sandbox: its own host veth (see
+/// [`pod::sandbox_veth`]) and the rules of the address this container held. `prevResult` is
+/// used only when ipamd cannot be asked, and even then an address the node routes to another
+/// pod's veth is left alone: a late DEL must never tear down the pod that got the address next.
 pub async fn del(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniError> {
     let request = del_request(env, conf, "PodDeleted");
     let released = match rpc::connect(&conf.ipamd_address, IPAMD_TIMEOUT).await {
         Ok(mut client) => match client.del_network(request).await {
-            Ok(reply) => reply.into_inner().ip_allocation_metadata.first().map(|m| {
-                (
+            Ok(reply) => match reply.into_inner().ip_allocation_metadata.first() {
+                Some(m) => Released::Address(
                     m.i_pv4_addr.parse().ok(),
-                    u32::try_from(m.route_table_id).ok(),
-                )
-            }),
+                    u32::try_from(m.route_table_id).ok().filter(|t| *t > 0),
+                ),
+                None => Released::Nothing,
+            },
             Err(e) => {
                 log.error(&format!(
                     "DEL: ipamd refused: {e}; cleaning up from prevResult"
                 ));
-                None
+                Released::Unreachable
             }
         },
         Err(e) => {
             log.error(&format!(
                 "DEL: ipamd is not reachable ({e}); cleaning up from prevResult"
             ));
-            None
+            Released::Unreachable
         }
-    };
-    let (ip, table) = match released {
-        Some((ip, table)) => (ip.or(conf.prev_ip()), table.filter(|t| *t > 0)),
-        None => (conf.prev_ip(), None),
     };
     let node = Netlink::connect().await.map_err(node_netlink_err)?;
     let host_if = host_if(conf, env);
-    let errors = pod::remove(&node, &host_if, ip, table).await;
+    // DEL may come with no namespace, or after it is gone.
+    let pod_ns = (!env.netns.is_empty())
+        .then(|| Netns::open(&env.netns).ok())
+        .flatten();
+    let veth = pod::sandbox_veth(
+        &node,
+        &host_if,
+        pod_ns.as_ref(),
+        &env.if_name,
+        conf.prev_host_mac(&host_if),
+    )
+    .await
+    .map_err(node_netlink_err)?;
+    if veth.is_none() && node.link_by_name(&host_if).await.ok().flatten().is_some() {
+        log.info(&format!(
+            "DEL container {}: {host_if} belongs to another sandbox of the pod: left alone",
+            env.container_id
+        ));
+    }
+    let candidates: Vec<(Ipv4Addr, Option<u32>)> = match released {
+        Released::Address(ip, table) => ip
+            .or(conf.prev_ip())
+            .map(|ip| (ip, table))
+            .into_iter()
+            .collect(),
+        // ipamd no longer ties an address to this container (its checkpoint was lost, or the
+        // DEL is repeated): the sandbox's own veth names its address.
+        Released::Nothing => match &veth {
+            Some(link) => pod::routed_via(&node, link)
+                .await
+                .map_err(node_netlink_err)?
+                .into_iter()
+                .map(|ip| (ip, None))
+                .collect(),
+            None => Vec::new(),
+        },
+        Released::Unreachable => conf.prev_ip().map(|ip| (ip, None)).into_iter().collect(),
+    };
+    let mut addresses = Vec::new();
+    for (ip, table) in candidates {
+        match pod::routed_to(&node, ip).await.map_err(node_netlink_err)? {
+            Some(oif) if veth.as_ref().is_none_or(|v| v.index != oif) => log.info(&format!(
+                "DEL container {}: {ip} is routed to another pod now: its rules are left alone",
+                env.container_id
+            )),
+            _ => addresses.push((ip, table)),
+        }
+    }
+    let errors = pod::remove(&node, veth.as_ref(), &addresses).await;
     if !errors.is_empty() {
         return Err(CniError::new(
             Code::Io,
@@ -195,8 +256,14 @@ pub async fn del(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniE
         ));
     }
     log.info(&format!(
-        "DEL container {} ({:?}) done",
-        env.container_id, ip
+        "DEL container {} done: rules of {:?} removed, veth {}",
+        env.container_id,
+        addresses.iter().map(|(ip, _)| ip).collect::<Vec<_>>(),
+        if veth.is_some() {
+            "deleted"
+        } else {
+            "not ours or gone"
+        }
     ));
     Ok(String::new())
 }
@@ -262,75 +329,39 @@ pub fn version(conf_version: Option<&str>) -> String {
         .to_string()
 }
 
-/// Introspection of the node's ipamd (loopback in the node's namespace, where the plugin runs).
-const INTROSPECTION: &str = "127.0.0.1:61679";
-
-async fn allocations() -> Result<Vec<(String, String, String)>, CniError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fail = |e: String| {
-        CniError::new(
-            Code::TryAgainLater,
-            format!("GC: ipamd introspection at {INTROSPECTION}: {e}"),
-        )
-    };
-    let mut s = tokio::time::timeout(IPAMD_TIMEOUT, tokio::net::TcpStream::connect(INTROSPECTION))
-        .await
-        .map_err(|_| fail("timed out".into()))?
-        .map_err(|e| fail(e.to_string()))?;
-    s.write_all(b"GET /v1/enis HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(IPAMD_TIMEOUT, s.read_to_end(&mut raw))
-        .await
-        .map_err(|_| fail("timed out".into()))?
-        .map_err(|e| fail(e.to_string()))?;
-    let text = String::from_utf8_lossy(&raw);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| fail(e.to_string()))?;
-    let mut out = Vec::new();
-    for eni in v["enis"].as_array().into_iter().flatten() {
-        for a in eni["addresses"].as_array().into_iter().flatten() {
-            let k = &a["key"];
-            if let (Some(n), Some(c), Some(i)) = (
-                k["network_name"].as_str(),
-                k["container_id"].as_str(),
-                k["if_name"].as_str(),
-            ) {
-                out.push((n.to_string(), c.to_string(), i.to_string()));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Releases this network's allocations whose attachment the runtime no longer lists.
+/// CNI GC: asks ipamd to release this network's allocations whose attachment the runtime no
+/// longer lists. CNI 1.1 requires `cni.dev/valid-attachments`: without it nothing is released
+/// (an empty list would mean "release every pod").
 pub async fn gc(conf: &NetConf, log: &Log) -> Result<String, CniError> {
-    let valid = conf.valid_attachments.clone().unwrap_or_default();
+    let valid = conf.valid_attachments.clone().ok_or_else(|| {
+        CniError::new(
+            Code::InvalidConfig,
+            "GC needs cni.dev/valid-attachments (CNI 1.1): nothing was released",
+        )
+    })?;
     let mut client = rpc::connect(&conf.ipamd_address, IPAMD_TIMEOUT)
         .await
         .map_err(|e| ipamd_down(&conf.ipamd_address, e))?;
-    for (network, container, if_name) in allocations().await? {
-        if network != conf.name
-            || valid
-                .iter()
-                .any(|(c, i)| *c == container && (i.is_empty() || *i == if_name))
-        {
-            continue;
-        }
-        let request = DelNetworkRequest {
+    let reply = client
+        .garbage_collect(GarbageCollectRequest {
             client_version: CLIENT_VERSION.to_string(),
-            reason: "GC".to_string(),
-            if_name: if_name.clone(),
-            network_name: network.clone(),
-            container_id: container.clone(),
-            ..Default::default()
-        };
-        client.del_network(request).await.map_err(from_status)?;
-        log.info(&format!("GC released {network}/{container}/{if_name}"));
+            network_name: conf.name.clone(),
+            valid_attachments: valid
+                .into_iter()
+                .map(|(container_id, if_name)| ValidAttachment {
+                    container_id,
+                    if_name,
+                })
+                .collect(),
+        })
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    for r in &reply.released {
+        log.info(&format!(
+            "GC released {} of network {}",
+            r.i_pv4_addr, conf.name
+        ));
     }
     Ok(String::new())
 }

@@ -332,7 +332,9 @@ mod tests {
         fs::write(&path, b"{}").unwrap();
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         // A temporary file left by a crash, world-readable.
-        let tmp = dir.path().join(format!("ipam.json.tmp-{}", std::process::id()));
+        let tmp = dir
+            .path()
+            .join(format!("ipam.json.tmp-{}", std::process::id()));
         fs::write(&tmp, b"").unwrap();
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o666)).unwrap();
         store(&path, &Checkpoint::parse(THEIRS.as_bytes()).unwrap()).unwrap();

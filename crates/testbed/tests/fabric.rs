@@ -242,6 +242,55 @@ async fn source_destination_check_and_security_groups_are_enforced_by_traffic() 
     assert!(drops > 0, "the source check dropped nothing");
 }
 
+/// The state of `addr`'s neighbour entry on `dev` in `ns` after a connection attempt made the
+/// node ask for it, once ARP has settled (REACHABLE/STALE/DELAY: answered; FAILED: not).
+fn neighbour_after_asking(ns: &str, dev: &str, from: Ipv4Addr, addr: Ipv4Addr) -> String {
+    ip(ns, &["route", "replace", &format!("{addr}/32"), "dev", dev]);
+    let _ = connect_from(ns, Some(from), SocketAddr::from((addr, 9)));
+    let mut state = String::new();
+    wait_for(Duration::from_secs(6), || {
+        state = ip(ns, &["neigh", "show", &addr.to_string(), "dev", dev]);
+        ["REACHABLE", "STALE", "DELAY", "FAILED"]
+            .iter()
+            .any(|s| state.contains(s))
+    });
+    ip(ns, &["route", "del", &format!("{addr}/32"), "dev", dev]);
+    state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_answers_arp_only_for_the_gateway_and_assigned_addresses() {
+    let tb = Testbed::up(&[]);
+    let ec2 = tb.ec2().await;
+    let a_ns = tb.netns("node-a");
+    let primary_a: Ipv4Addr = tb.node("node-a")["primary_ip"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // An address EC2 assigned, in node-a's subnet, on an ENI attached to node-b.
+    let nodes_a = subnet_id(&ec2, "10.0.1.0/24").await;
+    let (_, mac, _, ips) = attach_eni(&ec2, &tb.instance("node-b"), &nodes_a, vec![], 0, 1).await;
+    wait_for(Duration::from_secs(5), || {
+        link_with_mac(&tb.netns("node-b"), &mac).is_some()
+    })
+    .unwrap();
+    let assigned = ips[0];
+    let unassigned = (200..250)
+        .map(|i| Ipv4Addr::new(10, 0, 1, i))
+        .find(|a| *a != primary_a && *a != assigned)
+        .unwrap();
+    let gateway = Ipv4Addr::new(10, 0, 1, 1);
+    for (addr, answered) in [(gateway, true), (assigned, true), (unassigned, false)] {
+        let state = neighbour_after_asking(&a_ns, "eth0", primary_a, addr);
+        assert_eq!(
+            !state.contains("FAILED") && !state.is_empty(),
+            answered,
+            "ARP for {addr}: {state:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_reaches_its_own_metadata_and_ec2_through_relays() {
     let tb = Testbed::up(&[]);

@@ -317,18 +317,6 @@ async fn assert_invariants(tb: &Testbed, ec2: &aws_sdk_ec2::Client, limit: Durat
     }
 }
 
-/// Kills the ipamd it holds when dropped (a failing test leaves no daemon behind).
-struct Ipamd(Option<std::process::Child>);
-
-impl Drop for Ipamd {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            c.kill().ok();
-            c.wait().ok();
-        }
-    }
-}
-
 fn kills() -> usize {
     std::env::var("VPC_CRASH_KILLS")
         .ok()
