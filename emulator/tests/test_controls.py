@@ -120,6 +120,20 @@ def test_late_answer_after_the_action(ec2, emu, net):
     emu.control("DELETE", "/_testbed/faults")
 
 
+def test_an_error_after_the_action_was_done(ec2, emu, net):
+    """done: EC2 does the action and still answers with the injected error."""
+    eni = ec2.create_network_interface(SubnetId=net.subnet, SecondaryPrivateIpAddressCount=1)
+    eni_id = eni["NetworkInterface"]["NetworkInterfaceId"]
+    secondary = [a["PrivateIpAddress"] for a in eni["NetworkInterface"]["PrivateIpAddresses"] if not a["Primary"]]
+    emu.control("POST", "/_testbed/faults", {"action": "UnassignPrivateIpAddresses", "error_code": "InvalidParameterValue", "done": True, "count": 1})
+    with pytest.raises(ClientError) as exc:
+        ec2.unassign_private_ip_addresses(NetworkInterfaceId=eni_id, PrivateIpAddresses=secondary)
+    assert error_code(exc) == "InvalidParameterValue"
+    left = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni_id])["NetworkInterfaces"][0]
+    assert secondary[0] not in [a["PrivateIpAddress"] for a in left["PrivateIpAddresses"]]
+    emu.control("DELETE", "/_testbed/faults")
+
+
 def test_call_counts(ec2, emu, net):
     emu.control("DELETE", "/_testbed/calls")
     ec2.create_network_interface(SubnetId=net.subnet)

@@ -86,6 +86,8 @@ class Fault:
     # Delay of the answer after EC2 has done the action: the caller times out on a call that
     # took effect (the "did it or not?" case). Counted by ``count`` when there is no error.
     after_ms: int = 0
+    # The injected error is returned after EC2 has done the action.
+    done: bool = False
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> "Fault":
@@ -103,6 +105,7 @@ class Fault:
             latency_ms=int(doc.get("latency_ms", 0) or 0),
             http_status=None if status is None else int(status),
             after_ms=int(doc.get("after_ms", 0) or 0),
+            done=bool(doc.get("done", False)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -115,6 +118,7 @@ class Fault:
             "latency_ms": self.latency_ms,
             "http_status": self.status(),
             "after_ms": self.after_ms,
+            "done": self.done,
         }
 
     def status(self) -> int | None:

@@ -911,31 +911,30 @@ async fn a_restart_leaves_the_datapath_as_a_fresh_start_made_it() {
 async fn a_failure_after_attach_detaches_and_deletes_the_new_eni() {
     let nodes = "  - {name: node-a, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}}\n";
     let tb = Testbed::with_agents(Some(&config(nodes, "  []\n", CUSTOM)));
-    // The create and the attach work; setting delete-on-termination fails twice.
-    let (status, _) = testbed::emulator::http_json(
-        tb.port(),
-        "POST",
-        "/_testbed/faults",
-        Some(
-            serde_json::json!({"action": "ModifyNetworkInterfaceAttribute",
-                                "error_code": "InternalError", "http_status": 500, "count": 2}),
-        ),
-        Duration::from_secs(5),
-    )
-    .unwrap();
-    assert_eq!(status, 200);
+    // The create and the attach work; setting delete-on-termination fails twice, with an
+    // error the SDK does not retry.
+    fault(
+        &tb,
+        serde_json::json!({"action": "ModifyNetworkInterfaceAttribute",
+                           "error_code": "InvalidParameterValue", "count": 2}),
+    );
     let (subnets, groups) = ids(&tb).await;
     tb.apply_eniconfig("us-west-2a", &subnets["100.64.0.0/19"], &[&groups["pods"]]);
-    // The third try succeeds: one pod ENI, and the two that failed are gone from EC2 entirely.
-    let list = wait_enis(&tb, "node-a", 2, 9).await;
-    let calls = tb.calls();
+    // The third try succeeds (ipamd says so: EC2 shows an attached ENI before ipamd is done).
+    let done = wait_for(Duration::from_secs(30), || {
+        let calls = tb.calls();
+        calls["ModifyNetworkInterfaceAttribute"]["error"].as_u64() == Some(2)
+            && calls["ModifyNetworkInterfaceAttribute"]["ok"].as_u64() == Some(1)
+            && tb.introspect("node-a", "/v1/pool")["network_ready"] == true
+    });
     assert!(
-        calls["ModifyNetworkInterfaceAttribute"]["error"]
-            .as_u64()
-            .unwrap_or(0)
-            >= 2,
-        "the fault was not exercised: {calls}"
+        done.is_some(),
+        "no pod ENI after two failed attempts: {}\n{}",
+        tb.calls(),
+        tb.ipamd_log("node-a")
     );
+    // One pod ENI; the two that failed are gone from EC2 entirely.
+    let list = wait_enis(&tb, "node-a", 2, 9).await;
     let ec2 = tb.ec2().await;
     let ours = ec2
         .describe_network_interfaces()
@@ -1212,58 +1211,81 @@ async fn a_release_that_timed_out_after_ec2_did_it_is_not_put_back() {
         }
         v
     };
-    // EC2 unassigns, then answers late: the SDK gives up and reports a failure.
+    // Every address in the pool is on the node's ENIs in EC2, now and after the pool settles.
+    let ec2 = tb.ec2().await;
+    let pool_on_enis = async || {
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let out = ec2
+                .describe_network_interfaces()
+                .filters(
+                    Filter::builder()
+                        .name("attachment.instance-id")
+                        .values(tb.instance("node-a"))
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            let on_enis: Vec<String> = out
+                .network_interfaces()
+                .iter()
+                .flat_map(|e| e.private_ip_addresses())
+                .filter(|a| !a.primary().unwrap_or(false))
+                .map(|a| a.private_ip_address().unwrap().to_string())
+                .collect();
+            let pool = tb.introspect("node-a", "/v1/enis");
+            for e in pool["enis"].as_array().unwrap() {
+                for a in e["addresses"].as_array().unwrap() {
+                    let ip = a["address"].as_str().unwrap();
+                    assert!(
+                        on_enis.iter().any(|x| x == ip),
+                        "{ip} is in the pool but EC2 took it back:\n{}",
+                        tb.ipamd_log("node-a")
+                    );
+                }
+            }
+        }
+    };
+    let released = |n: u64| {
+        wait_for(Duration::from_secs(20), || {
+            let calls = tb.calls();
+            calls["UnassignPrivateIpAddresses"]["ok"]
+                .as_u64()
+                .unwrap_or(0)
+                + calls["UnassignPrivateIpAddresses"]["error"]
+                    .as_u64()
+                    .unwrap_or(0)
+                >= n
+        })
+        .is_some()
+    };
+    // EC2 unassigns and answers with an error (the answer lost on the way back).
+    fault(
+        &tb,
+        serde_json::json!({"action": "UnassignPrivateIpAddresses", "error_code": "InvalidParameterValue",
+                           "done": true, "count": 1}),
+    );
+    for c in ["c1", "c2"] {
+        del(&tb, "node-a", c).await;
+    }
+    assert!(
+        released(1),
+        "no release happened:\n{}",
+        tb.ipamd_log("node-a")
+    );
+    pool_on_enis().await;
+    // EC2 unassigns, then answers late: the SDK's timeout fires on a call that took effect.
     fault(
         &tb,
         serde_json::json!({"action": "UnassignPrivateIpAddresses", "after_ms": 3000, "count": 1}),
     );
-    for c in ["c1", "c2", "c3"] {
-        del(&tb, "node-a", c).await;
-    }
-    let tried = wait_for(Duration::from_secs(20), || {
-        tb.calls()["UnassignPrivateIpAddresses"]["ok"]
-            .as_u64()
-            .unwrap_or(0)
-            >= 1
-    });
+    del(&tb, "node-a", "c3").await;
     assert!(
-        tried.is_some(),
-        "no release happened:\n{}",
+        released(2),
+        "no second release:\n{}",
         tb.ipamd_log("node-a")
     );
-    // Every address in the pool is on the ENI in EC2, now and after the pool settles.
-    let ec2 = tb.ec2().await;
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        let out = ec2
-            .describe_network_interfaces()
-            .filters(
-                Filter::builder()
-                    .name("attachment.instance-id")
-                    .values(tb.instance("node-a"))
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-        let on_enis: Vec<String> = out
-            .network_interfaces()
-            .iter()
-            .flat_map(|e| e.private_ip_addresses())
-            .filter(|a| !a.primary().unwrap_or(false))
-            .map(|a| a.private_ip_address().unwrap().to_string())
-            .collect();
-        let pool = tb.introspect("node-a", "/v1/enis");
-        for e in pool["enis"].as_array().unwrap() {
-            for a in e["addresses"].as_array().unwrap() {
-                let ip = a["address"].as_str().unwrap();
-                assert!(
-                    on_enis.iter().any(|x| x == ip),
-                    "{ip} is in the pool but EC2 took it back:\n{}",
-                    tb.ipamd_log("node-a")
-                );
-            }
-        }
-    }
+    pool_on_enis().await;
     assert!(held.len() == 4);
 }

@@ -413,6 +413,17 @@ pub fn invoke(
 /// attachment; ipamd releases whatever else its plugin's network holds (e.g. the address of a
 /// pod deleted while ipamd was down).
 pub fn gc(prefix: &str, node: &str) -> Result<(), TestbedError> {
+    let valid: Vec<Value> = records(prefix)
+        .iter()
+        .filter(|r| r.node == node)
+        .map(|r| json!({"containerID": r.container_id, "ifname": "eth0"}))
+        .collect();
+    gc_with(prefix, node, Some(valid))
+}
+
+/// CNI GC with the given `cni.dev/valid-attachments` (None: the key left out, which CNI 1.1
+/// forbids).
+pub fn gc_with(prefix: &str, node: &str, valid: Option<Vec<Value>>) -> Result<(), TestbedError> {
     let status =
         Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
     let n = node_of(&status, node)?;
@@ -421,13 +432,10 @@ pub fn gc(prefix: &str, node: &str) -> Result<(), TestbedError> {
         &std::fs::read_to_string(&p).map_err(|e| other(format!("{}: {e}", p.display())))?,
     )
     .map_err(|e| other(format!("{}: {e}", p.display())))?;
-    let valid: Vec<Value> = records(prefix)
-        .iter()
-        .filter(|r| r.node == node)
-        .map(|r| json!({"containerID": r.container_id, "ifname": "eth0"}))
-        .collect();
     let mut conf = netconf(&list, 0, "1.1.0", None);
-    conf["cni.dev/valid-attachments"] = json!(valid);
+    if let Some(valid) = valid {
+        conf["cni.dev/valid-attachments"] = json!(valid);
+    }
     let inv = Invocation {
         node_netns: &n.netns,
         command: "GC",
