@@ -273,17 +273,19 @@ pub fn connect_from(ns: &str, source: Option<Ipv4Addr>, to: SocketAddr) -> std::
 /// AWS- chains and the jumps to them), without counters.
 pub fn node_datapath(ns: &str) -> String {
     let mut out = String::new();
+    // IPv4 only: ipamd and the plugin manage no IPv6, and the kernel's own IPv6 link-local
+    // addresses change state (DAD) on their own schedule.
     for args in [
         &["-o", "link", "show"][..],
-        &["-o", "addr", "show"][..],
-        &["rule", "show"][..],
-        &["route", "show", "table", "all"][..],
+        &["-4", "-o", "addr", "show"][..],
+        &["-4", "rule", "show"][..],
+        &["-4", "route", "show", "table", "all"][..],
     ] {
         out.push_str(&format!("# ip {}\n", args.join(" ")));
         for line in ip(ns, args).lines() {
             // Link lines: the name, flags and MTU (queue and ether details are the kernel's).
             let line = match line.split_once(" qdisc ") {
-                Some((head, _)) if args[1] == "link" => head,
+                Some((head, _)) if args.contains(&"link") => head,
                 _ => line,
             };
             out.push_str(line.trim_end());
