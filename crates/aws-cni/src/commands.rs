@@ -36,45 +36,65 @@ fn from_status(s: tonic::Status) -> CniError {
     CniError::new(code, format!("ipamd: {}", s.message()))
 }
 
-fn host_if(conf: &NetConf, env: &CniEnv) -> String {
-    pod::host_veth_name(
-        &conf.veth_prefix,
-        env.pod_namespace(),
-        env.pod_name(),
-        &env.container_id,
-    )
-}
-
 fn node_netlink_err(e: netlink::NetlinkError) -> CniError {
     CniError::new(Code::Io, format!("netlink on the node: {e}"))
 }
 
-pub async fn add(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniError> {
-    let mut client = rpc::connect(&conf.ipamd_address, IPAMD_TIMEOUT)
-        .await
-        .map_err(|e| ipamd_down(&conf.ipamd_address, e))?;
-    let request = AddNetworkRequest {
-        client_version: CLIENT_VERSION.to_string(),
-        k8s_pod_name: env.pod_name().to_string(),
-        k8s_pod_namespace: env.pod_namespace().to_string(),
-        k8s_pod_infra_container_id: env.infra_container_id().to_string(),
-        netns: env.netns.clone(),
-        if_name: env.if_name.clone(),
-        network_name: conf.name.clone(),
-        container_id: env.container_id.clone(),
-        requires_multi_nic_attachment: false,
-    };
-    let reply = client
-        .add_network(request)
-        .await
-        .map_err(from_status)?
-        .into_inner();
+/// One invocation's view of the pod: what ipamd is told and what the node names after it.
+pub struct Sandbox<'a> {
+    pub env: &'a CniEnv,
+    pub conf: &'a NetConf,
+}
+
+impl Sandbox<'_> {
+    pub fn host_if(&self) -> String {
+        pod::host_veth_name(
+            &self.conf.veth_prefix,
+            self.env.pod_namespace(),
+            self.env.pod_name(),
+            &self.env.container_id,
+        )
+    }
+
+    pub fn add_request(&self) -> AddNetworkRequest {
+        let (env, conf) = (self.env, self.conf);
+        AddNetworkRequest {
+            client_version: CLIENT_VERSION.to_string(),
+            k8s_pod_name: env.pod_name().to_string(),
+            k8s_pod_namespace: env.pod_namespace().to_string(),
+            k8s_pod_infra_container_id: env.infra_container_id().to_string(),
+            netns: env.netns.clone(),
+            if_name: env.if_name.clone(),
+            network_name: conf.name.clone(),
+            container_id: env.container_id.clone(),
+            requires_multi_nic_attachment: false,
+        }
+    }
+
+    pub fn del_request(&self, reason: &str) -> DelNetworkRequest {
+        let (env, conf) = (self.env, self.conf);
+        DelNetworkRequest {
+            client_version: CLIENT_VERSION.to_string(),
+            k8s_pod_name: env.pod_name().to_string(),
+            k8s_pod_namespace: env.pod_namespace().to_string(),
+            k8s_pod_infra_container_id: env.infra_container_id().to_string(),
+            reason: reason.to_string(),
+            if_name: env.if_name.clone(),
+            network_name: conf.name.clone(),
+            container_id: env.container_id.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The address and table ipamd's AddNetwork reply carries.
+fn allocation(reply: &rpc::AddNetworkReply) -> Result<(Ipv4Addr, u32), CniError> {
     let meta = reply
         .ip_allocation_metadata
         .first()
         .filter(|_| reply.success)
         .ok_or_else(|| CniError::new(Code::Plugin, "ipamd answered without an address"))?;
-    let ip: Ipv4Addr = meta.i_pv4_addr.parse().map_err(|_| {
+    let ip = meta.i_pv4_addr.parse().map_err(|_| {
         CniError::new(
             Code::Plugin,
             format!(
@@ -87,7 +107,23 @@ pub async fn add(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniE
         .ok()
         .filter(|t| *t > 0)
         .unwrap_or(MAIN_TABLE);
-    let host_if = host_if(conf, env);
+    Ok((ip, table))
+}
+
+/// ADD: an address from ipamd, then the datapath; any failure after the address undoes what was
+/// built and gives the address back.
+pub async fn add(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniError> {
+    let sandbox = Sandbox { env, conf };
+    let mut client = rpc::connect(&conf.ipamd_address, IPAMD_TIMEOUT)
+        .await
+        .map_err(|e| ipamd_down(&conf.ipamd_address, e))?;
+    let reply = client
+        .add_network(sandbox.add_request())
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    let (ip, table) = allocation(&reply)?;
+    let host_if = sandbox.host_if();
     let spec = PodSpec {
         host_if: &host_if,
         pod_if: &env.if_name,
@@ -101,42 +137,26 @@ pub async fn add(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniE
         env.pod_name(),
         env.container_id
     ));
-
-    let built = async {
-        let pod_ns = Netns::open(&env.netns).map_err(|e| CniError::new(Code::Io, e.to_string()))?;
-        let node = Netlink::connect().await.map_err(node_netlink_err)?;
-        let built = pod::build(&node, &pod_ns, &spec).await;
-        Ok::<_, CniError>((node, built))
-    }
-    .await;
-    let failure = match built {
-        Ok((_, Ok(b))) => {
+    let failure = match build(env, &spec).await {
+        Ok(built) => {
             let result = render(
                 &conf.cni_version,
                 &AddResult {
                     host_if: &host_if,
-                    host_mac: &netlink::format_mac(&b.host.mac.unwrap_or_default()),
+                    host_mac: &netlink::format_mac(&built.host.mac.unwrap_or_default()),
                     pod_if: &env.if_name,
-                    pod_mac: &netlink::format_mac(&b.pod_mac),
+                    pod_mac: &netlink::format_mac(&built.pod_mac),
                     sandbox: &env.netns,
                     ip,
                 },
             );
             return Ok(result.to_string());
         }
-        Ok((node, Err(e))) => {
-            // The veth of this failed ADD, if it got that far, is by construction this sandbox's.
-            let veth = node.link_by_name(&host_if).await.ok().flatten();
-            for leftover in pod::remove(&node, veth.as_ref(), &[(ip, Some(table))]).await {
-                log.error(&format!("undoing a failed ADD: {leftover}"));
-            }
-            e
-        }
-        Err(e) => e,
+        Err(failure) => failure,
     };
     // Give the address back: nothing of a failed ADD stays behind.
     if let Err(e) = client
-        .del_network(del_request(env, conf, "PodSetupFailed"))
+        .del_network(sandbox.del_request("PodSetupFailed"))
         .await
     {
         log.error(&format!("releasing {ip} after a failed ADD: {e}"));
@@ -145,17 +165,30 @@ pub async fn add(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniE
     Err(failure)
 }
 
-fn del_request(env: &CniEnv, conf: &NetConf, reason: &str) -> DelNetworkRequest {
-    DelNetworkRequest {
-        client_version: CLIENT_VERSION.to_string(),
-        k8s_pod_name: env.pod_name().to_string(),
-        k8s_pod_namespace: env.pod_namespace().to_string(),
-        k8s_pod_infra_container_id: env.infra_container_id().to_string(),
-        reason: reason.to_string(),
-        if_name: env.if_name.clone(),
-        network_name: conf.name.clone(),
-        container_id: env.container_id.clone(),
-        ..Default::default()
+/// Builds the pod's datapath; on failure, undoes what was built before returning the error.
+async fn build(env: &CniEnv, spec: &PodSpec<'_>) -> Result<pod::Built, CniError> {
+    let pod_ns = Netns::open(&env.netns).map_err(|e| CniError::new(Code::Io, e.to_string()))?;
+    let node = Netlink::connect().await.map_err(node_netlink_err)?;
+    match pod::build(&node, &pod_ns, spec).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let undo = pod::Undo {
+                node: &node,
+                host_if: spec.host_if,
+                ip: spec.ip,
+                table: spec.table,
+            };
+            let leftovers = undo.run().await;
+            if leftovers.is_empty() {
+                Err(e)
+            } else {
+                let left: Vec<String> = leftovers.iter().map(ToString::to_string).collect();
+                Err(CniError::new(
+                    e.code,
+                    format!("{e}; undoing it left: {}", left.join("; ")),
+                ))
+            }
+        }
     }
 }
 
@@ -174,7 +207,8 @@ enum Released {
 /// used only when ipamd cannot be asked, and even then an address the node routes to another
 /// pod's veth is left alone: a late DEL must never tear down the pod that got the address next.
 pub async fn del(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniError> {
-    let request = del_request(env, conf, "PodDeleted");
+    let sandbox = Sandbox { env, conf };
+    let request = sandbox.del_request("PodDeleted");
     let released = match rpc::connect(&conf.ipamd_address, IPAMD_TIMEOUT).await {
         Ok(mut client) => match client.del_network(request).await {
             Ok(reply) => match reply.into_inner().ip_allocation_metadata.first() {
@@ -199,7 +233,7 @@ pub async fn del(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniE
         }
     };
     let node = Netlink::connect().await.map_err(node_netlink_err)?;
-    let host_if = host_if(conf, env);
+    let host_if = sandbox.host_if();
     // DEL may come with no namespace, or after it is gone.
     let pod_ns = (!env.netns.is_empty())
         .then(|| Netns::open(&env.netns).ok())
@@ -250,9 +284,10 @@ pub async fn del(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniE
     }
     let errors = pod::remove(&node, veth.as_ref(), &addresses).await;
     if !errors.is_empty() {
+        let left: Vec<String> = errors.iter().map(ToString::to_string).collect();
         return Err(CniError::new(
             Code::Io,
-            format!("DEL left something behind: {}", errors.join("; ")),
+            format!("DEL left something behind: {}", left.join("; ")),
         ));
     }
     log.info(&format!(
@@ -284,7 +319,7 @@ pub async fn check(env: &CniEnv, conf: &NetConf) -> Result<String, CniError> {
         .first()
         .copied()
         .unwrap_or(MAIN_TABLE);
-    let host_if = host_if(conf, env);
+    let host_if = Sandbox { env, conf }.host_if();
     let spec = PodSpec {
         host_if: &host_if,
         pod_if: &env.if_name,

@@ -37,11 +37,6 @@ impl CniError {
         }
     }
 
-    pub fn with_details(mut self, details: impl Into<String>) -> Self {
-        self.details = details.into();
-        self
-    }
-
     pub fn to_json(&self, cni_version: &str) -> String {
         json!({
             "cniVersion": cni_version,

@@ -223,44 +223,93 @@ pub async fn routed_to(node: &Netlink, ip: Ipv4Addr) -> Result<Option<u32>, netl
         .and_then(|r| r.oif))
 }
 
+/// What a teardown could not remove (what is already gone counts as removed).
+#[derive(Debug, thiserror::Error)]
+pub enum TeardownError {
+    #[error("removing the node's rule {rule}: {source}")]
+    Rule {
+        rule: Rule,
+        source: netlink::NetlinkError,
+    },
+    #[error("looking up the node's from-pod rules of {ip}: {source}")]
+    Lookup {
+        ip: Ipv4Addr,
+        source: netlink::NetlinkError,
+    },
+    #[error("deleting the host veth {name}: {source}")]
+    Veth {
+        name: String,
+        source: netlink::NetlinkError,
+    },
+}
+
 /// Removes the node's rules of each address (`table` None: whatever from-pod rule it has) and
 /// this sandbox's host veth (the pod end and the host route go with it). Keeps going past
-/// failures; what is already gone counts as removed.
+/// failures and returns them all.
 pub async fn remove(
     node: &Netlink,
     veth: Option<&Link>,
     addresses: &[(Ipv4Addr, Option<u32>)],
-) -> Vec<String> {
+) -> Vec<TeardownError> {
     let mut errors = Vec::new();
     for (ip, table) in addresses {
-        if let Err(e) = node.delete_rule(&to_rule(*ip)).await {
-            errors.push(e.to_string());
-        }
+        delete_rule(node, to_rule(*ip), &mut errors).await;
         // Without ipamd the table is unknown: remove any from-pod rule of this address.
         let tables: Vec<u32> = match table {
             Some(t) if *t != MAIN_TABLE => vec![*t],
             Some(_) => Vec::new(),
             None => match from_rule_tables(node, *ip).await {
                 Ok(tables) => tables,
-                Err(e) => {
-                    errors.push(e.to_string());
+                Err(source) => {
+                    errors.push(TeardownError::Lookup { ip: *ip, source });
                     Vec::new()
                 }
             },
         };
         for t in tables {
-            if let Err(e) = node.delete_rule(&from_rule(*ip, t)).await {
-                errors.push(e.to_string());
-            }
+            delete_rule(node, from_rule(*ip, t), &mut errors).await;
         }
     }
     if let Some(link) = veth
-        && let Err(e) = node.delete_link(link.index).await
-        && !e.is_not_found()
+        && let Err(source) = node.delete_link(link.index).await
+        && !source.is_not_found()
     {
-        errors.push(e.to_string());
+        errors.push(TeardownError::Veth {
+            name: link.name.clone(),
+            source,
+        });
     }
     errors
+}
+
+async fn delete_rule(node: &Netlink, rule: Rule, errors: &mut Vec<TeardownError>) {
+    if let Err(source) = node.delete_rule(&rule).await {
+        errors.push(TeardownError::Rule { rule, source });
+    }
+}
+
+/// What an ADD built, to undo when a later step fails: the address's rules and the veth named
+/// `host_if` (by construction this sandbox's: the ADD made it).
+pub struct Undo<'a> {
+    pub node: &'a Netlink,
+    pub host_if: &'a str,
+    pub ip: Ipv4Addr,
+    pub table: u32,
+}
+
+impl Undo<'_> {
+    pub async fn run(self) -> Vec<TeardownError> {
+        let veth = match self.node.link_by_name(self.host_if).await {
+            Ok(v) => v,
+            Err(source) => {
+                return vec![TeardownError::Veth {
+                    name: self.host_if.to_string(),
+                    source,
+                }];
+            }
+        };
+        remove(self.node, veth.as_ref(), &[(self.ip, Some(self.table))]).await
+    }
 }
 
 /// Verifies the pod's interface, address, routes and neighbour, and the node's rules.

@@ -1,7 +1,7 @@
 //! The plugin on the testbed, run as a runtime runs it (`vpc-testbed pod add|del`), and the
 //! datapath it builds checked in the pod's and the node's namespaces.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::{Command, Stdio};

@@ -1,6 +1,6 @@
 //! The EC2 client crate against the emulator, over the wire as on EC2.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

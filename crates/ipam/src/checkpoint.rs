@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use crate::{AllocKey, Datastore, PodMetadata, Time};
 
 pub const VERSION: &str = "vpc-cni-ipam/1";
-pub const DEFAULT_PATH: &str = "/var/run/aws-node/ipam.json";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {

@@ -126,6 +126,7 @@ async fn pool(State(node): State<Arc<Node>>) -> Json<Value> {
         "targets": node.pool,
         "next_action": decision,
         "network_ready": st.network_ready,
+        "rounds": st.rounds,
         "can_serve": st.can_serve(now).err().map_or(json!(true), |why| json!({"no": why})),
         "subnet_full_backoff": st
             .subnet_backoff

@@ -128,7 +128,9 @@ impl<C: Ec2 + 'static> Manager<C> {
                 self.reconcile().await;
                 next_reconcile = Instant::now() + jittered(every);
             }
-            let pause = match self.round().await {
+            let round = self.round().await;
+            self.node.lock().rounds += 1;
+            let pause = match round {
                 Round::Progress => Duration::ZERO,
                 Round::Idle => self.node.cli.options.pool_interval(),
                 Round::Wait(d) => d,

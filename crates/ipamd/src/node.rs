@@ -60,6 +60,9 @@ pub struct NodeState {
     pub datapath_problem: Option<String>,
     pub network_ready: bool,
     pub shutting_down: bool,
+    /// Pool rounds completed since start: a test (or a person) can tell that a decision about
+    /// the current state has been made, instead of waiting and hoping.
+    pub rounds: u64,
 }
 
 impl NodeState {
@@ -79,6 +82,7 @@ impl NodeState {
             datapath_problem: None,
             network_ready: false,
             shutting_down: false,
+            rounds: 0,
         }
     }
 

@@ -1,7 +1,7 @@
 //! ipamd on the testbed: one agent per node in its namespace, EC2 from the emulator, a gRPC
 //! client standing in for the plugin.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -142,6 +142,18 @@ async fn del(tb: &Testbed, node: &str, container: &str) -> rpc::DelNetworkReply 
         .into_inner()
 }
 
+/// Waits until the pool manager has completed two more rounds: whatever it would do about the
+/// state as it is now, it has done (so "nothing happened" can be asserted).
+fn settled(tb: &Testbed, node: &str) {
+    let rounds = || tb.introspect(node, "/v1/pool")["rounds"].as_u64().unwrap();
+    let start = rounds();
+    assert!(
+        wait_for(Duration::from_secs(30), || rounds() >= start + 2).is_some(),
+        "{node}'s pool manager stopped making rounds:\n{}",
+        tb.ipamd_log(node)
+    );
+}
+
 fn conflist(tb: &Testbed, node: &str) -> std::path::PathBuf {
     tb.node_dir(node).join("net.d/10-aws.conflist")
 }
@@ -269,7 +281,7 @@ async fn the_eniconfig_is_chosen_by_external_label_annotation_label_then_default
 async fn a_missing_eniconfig_keeps_the_node_not_ready_until_it_appears() {
     let nodes = "  - {name: node-a, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}}\n";
     let tb = Testbed::with_agents(Some(&config(nodes, "  []\n", CUSTOM)));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    settled(&tb, "node-a");
     assert_eq!(
         enis(&tb, "node-a").await.len(),
         1,
@@ -333,7 +345,7 @@ async fn an_eniconfig_subnet_in_another_zone_creates_no_eni_and_says_why() {
         "  - {name: us-west-2a, subnet: pods-b, security_groups: [pods]}\n",
         CUSTOM,
     )));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    settled(&tb, "node-a");
     assert_eq!(enis(&tb, "node-a").await.len(), 1);
     let calls = tb.calls();
     assert_eq!(
@@ -398,7 +410,7 @@ async fn add_is_idempotent_del_of_unknown_succeeds_and_neither_calls_ec2() {
         tb.introspect("node-a", "/v1/pool")["stats"]["total"] == 9
     })
     .expect("the pool never filled");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    settled(&tb, "node-a");
     let before = tb.calls();
     let first = add(&tb, "node-a", "c1").await.unwrap();
     assert_eq!(
@@ -412,7 +424,7 @@ async fn add_is_idempotent_del_of_unknown_succeeds_and_neither_calls_ec2() {
     assert!(reply.success && reply.ip_allocation_metadata.is_empty());
     let reply = del(&tb, "node-a", "c1").await;
     assert_eq!(reply.ip_allocation_metadata[0].i_pv4_addr, first);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    settled(&tb, "node-a");
     assert_eq!(tb.calls(), before, "ADD/DEL made EC2 calls");
 }
 
@@ -564,7 +576,7 @@ async fn a_failed_attach_leaves_no_eni_behind() {
         "ipamd never tried to attach:\n{}",
         tb.ipamd_log("node-a")
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    settled(&tb, "node-a");
     let calls = tb.calls();
     let created = calls["CreateNetworkInterface"]["ok"].as_u64().unwrap_or(0);
     let deleted = calls["DeleteNetworkInterface"]["ok"].as_u64().unwrap_or(0);
@@ -658,8 +670,8 @@ async fn an_unmanaged_eni_keeps_its_device_index_and_serves_no_pods() {
             .any(|e| e["id"] == eni_id.as_str()),
         "the unmanaged ENI is in the pool"
     );
-    // Still 9 a moment later: the unmanaged ENI's two addresses never join.
-    std::thread::sleep(Duration::from_millis(500));
+    // Still 9 after the pool manager looked again: the unmanaged ENI's addresses never join.
+    settled(&tb, "node-a");
     assert_eq!(tb.introspect("node-a", "/v1/pool")["stats"]["total"], 9);
 }
 
@@ -692,7 +704,7 @@ async fn an_eniconfig_deleted_in_use_stops_new_enis_and_raises_an_event() {
         err.message().contains("us-west-2a") && err.message().contains("does not exist"),
         "{err}"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    settled(&tb, "node-a");
     let after = enis(&tb, "node-a").await;
     assert_eq!(
         after.len(),
@@ -1081,8 +1093,15 @@ async fn leaked_enis_of_instances_that_are_gone_are_deleted_and_others_kept() {
         "the ENI of a gone instance stayed:\n{}",
         tb.ipamd_log("node-a")
     );
-    // Another clean-up pass has run since: the others are kept for good reasons.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Two more clean-up passes have run since (each asks which instances live): the others are
+    // kept for good reasons.
+    let passes = || tb.calls()["DescribeInstances"]["ok"].as_u64().unwrap_or(0);
+    let start = passes();
+    assert!(
+        wait_for(Duration::from_secs(15), || passes() >= start + 2).is_some(),
+        "the leaked-ENI clean-up stopped running:\n{}",
+        tb.ipamd_log("node-a")
+    );
     for (id, why) in [
         (
             &live_other,
@@ -1143,7 +1162,7 @@ async fn a_strict_rp_filter_ipamd_cannot_loosen_keeps_the_node_not_ready() {
         "1",
         "ipamd was expected not to be able to write it"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    settled(&tb, "node-a");
     assert!(
         !conflist(&tb, "node-a").exists(),
         "the node became network-ready with a strict rp_filter"

@@ -2,16 +2,14 @@
 //! routes, source/destination check, security groups, metadata and EC2 from inside a node, and
 //! the root namespace left alone.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
+#![allow(clippy::unwrap_used)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
-use common::*;
+use testsupport::testbed::*;
 
 /// `ip route get` in `ns`, or its error: a VPC address no ENI holds hits the router's blackhole,
 /// which `route get` answers with an error.

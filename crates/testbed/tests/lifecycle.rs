@@ -6,9 +6,7 @@
 //! the crash suite's bookkeeping invariants, and the node's datapath compared with the one before
 //! the event where the event should not change it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -16,10 +14,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
 use serde_json::Value;
 use testbed::pods::{self, Sandbox};
 use testsupport::invariants;
+use testsupport::testbed::*;
 
 const ALLOWED: u16 = 8080;
 const FORBIDDEN: u16 = 9090;

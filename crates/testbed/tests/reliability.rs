@@ -2,9 +2,7 @@
 //! churn (`VPC_CRASH_KILLS` kills, `make soak` runs 100+), and a fresh node under EC2 faults.
 //! After each round the node's invariants are checked against EC2 and the pods' records.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
@@ -12,9 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::*;
 use testbed::pods::{self, PodOptions};
 use testsupport::invariants;
+use testsupport::testbed::*;
 
 const NODE: &str = "node-a";
 

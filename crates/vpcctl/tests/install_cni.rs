@@ -2,7 +2,7 @@
 //! installed atomically and, with `--primary-rp-filter`, the primary interface's rp_filter made
 //! loose (the interface found through instance metadata's MAC).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 
