@@ -728,19 +728,27 @@ async fn ec2_changes_behind_ipamds_back_leave_the_pool() {
     w.add("node-a", "a1");
     w.add("node-b", "b1");
     // An ENI detached behind ipamd's back leaves the pool; the pods on the others go on.
-    let spare = w.tb.introspect("node-a", "/v1/enis")["enis"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["primary"] == false)
-        .find(|e| {
-            e["addresses"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|a| a["assigned"] == false)
-        })
-        .map(|e| e["id"].as_str().unwrap().to_string());
+    // The warm target makes ipamd add a second pod ENI behind the first pod.
+    let empty_eni = || {
+        w.tb.introspect("node-a", "/v1/enis")["enis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["primary"] == false)
+            .find(|e| {
+                e["addresses"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|a| a["assigned"] == false)
+            })
+            .map(|e| e["id"].as_str().unwrap().to_string())
+    };
+    let mut spare = None;
+    wait_for(Duration::from_secs(30), || {
+        spare = empty_eni();
+        spare.is_some()
+    });
     let ec2 = w.tb.ec2().await;
     if let Some(spare) = spare {
         let attachment = ec2
