@@ -53,7 +53,7 @@ pub async fn eniconfigs(
         .map_err(api_error("listing ENIConfigs"))?;
     Ok(list
         .into_iter()
-        .map(|c| (c.name_any(), eniconfig::EniConfigSpec::from(&c.spec)))
+        .map(|c| (c.name_any(), c.spec.0.clone()))
         .collect())
 }
 
@@ -68,10 +68,7 @@ pub async fn apply_eniconfig(
         .get_opt(name)
         .await
         .map_err(api_error(format!("reading ENIConfig {name}")))?;
-    let wanted = EniConfigResourceSpec {
-        subnet: spec.subnet.clone(),
-        security_groups: spec.security_groups.clone(),
-    };
+    let wanted = EniConfigResourceSpec(spec.clone());
     let change = match &current {
         Some(c) if c.spec == wanted => return Ok(Change::Unchanged),
         Some(_) => Change::Updated,

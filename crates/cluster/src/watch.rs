@@ -80,7 +80,7 @@ impl Merge {
         match event {
             Event::Init => self.relisting_eniconfigs = Some(BTreeMap::new()),
             Event::InitApply(c) => {
-                let spec = EniConfigSpec::from(&c.spec);
+                let spec = c.spec.0.clone();
                 self.relisting_eniconfigs
                     .get_or_insert_with(BTreeMap::new)
                     .insert(c.name_any(), spec);
@@ -90,8 +90,7 @@ impl Merge {
                 self.eniconfigs_listed = true;
             }
             Event::Apply(c) => {
-                self.eniconfigs
-                    .insert(c.name_any(), EniConfigSpec::from(&c.spec));
+                self.eniconfigs.insert(c.name_any(), c.spec.0.clone());
             }
             Event::Delete(c) => {
                 self.eniconfigs.remove(&c.name_any());

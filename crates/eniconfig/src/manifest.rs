@@ -7,9 +7,14 @@ use serde::{Deserialize, Serialize};
 
 pub const API_VERSION: &str = "crd.k8s.amazonaws.com/v1alpha1";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The subnet and security groups of pod ENIs: the one spec type of the ENIConfig resource
+/// (standalone manifests read it; `cluster`'s CRD is generated from it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EniConfigSpec {
+    /// Subnet ID (subnet-...) in the node's VPC and availability zone.
     pub subnet: String,
+    /// Security group IDs (sg-...) of the same VPC. Empty or missing means the VPC's default
+    /// security group (ENI_CONFIG_SG_FALLBACK=primary-eni copies the primary ENI's groups).
     #[serde(
         rename = "securityGroups",
         default,
