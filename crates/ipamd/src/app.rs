@@ -161,10 +161,13 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         "instance identity"
     );
     let metrics = Metrics::new().map_err(startup("metrics"))?;
+    crate::compat::announce(crate::compat::findings(), &metrics.registry)
+        .map_err(startup("metrics"))?;
     let ec2 = Arc::new(
         SdkEc2::new(
             &SdkOptions {
                 region: Some(id.region.clone()),
+                endpoint: settings.ec2_endpoint.clone(),
                 ..Default::default()
             },
             metrics.ec2.clone(),
@@ -296,10 +299,10 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 id.primary_mac
             ))
         })?;
-    // Replies that arrive on another ENI must not be dropped.
+    // Replies that arrive on another ENI must not be dropped (loose); strict without NodePorts.
     if let Err(e) = datapath::sysctl(
         &format!("net.ipv4.conf.{}.rp_filter", primary_link.name),
-        "2",
+        if settings.node_port_support { "2" } else { "1" },
     ) {
         warn!(error = %e, "rp_filter");
     }
@@ -315,8 +318,11 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         };
         nl.add_rule(&rule).await.map_err(startup("connmark rule"))?;
     }
+    datapath::service_rules::reconcile(&nl, &settings.external_service_cidrs.0)
+        .await
+        .map_err(startup("AWS_EXTERNAL_SERVICE_CIDRS rules"))?;
     info!(
-        iptables = "iptables-restore (nf_tables or legacy, as the host's iptables)",
+        iptables = datapath::iptables::backend().iptables(),
         external_snat = settings.external_snat,
         "datapath ready"
     );
@@ -356,12 +362,18 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         nl: nl.clone(),
     };
     tasks.push(tokio::spawn(manager.run(shutdown_rx.clone())));
+    tasks.push(tokio::spawn(crate::capacity::watch(
+        node.clone(),
+        pods.clone(),
+        options,
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(write_cni_config_when_ready(
         node.clone(),
         health_reporter,
         shutdown_rx.clone(),
     )));
-    if !settings.disable_leaked_eni_cleanup {
+    if settings.leaked_eni_cleanup() {
         let cleaner = Manager {
             node: node.clone(),
             ec2,

@@ -55,6 +55,8 @@ pub struct NodeState {
     pub subnet_backoff: BTreeMap<String, Time>,
     pub network_ready: bool,
     pub shutting_down: bool,
+    /// The kubelet's max pods against the node's (capacity.rs), once the Node says.
+    pub max_pods_check: Option<instance_limits::KubeletCheck>,
 }
 
 impl NodeState {
@@ -72,6 +74,7 @@ impl NodeState {
             subnet_backoff: BTreeMap::new(),
             network_ready: false,
             shutting_down: false,
+            max_pods_check: None,
         }
     }
 }

@@ -3,6 +3,8 @@
 
 pub mod conntrack;
 pub mod eni;
+pub mod iptables;
+pub mod service_rules;
 pub mod snat;
 
 #[derive(Debug, thiserror::Error)]
