@@ -145,7 +145,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.cluster_url.to_string(),
-            "https://abcd.gr7.us-west-2.eks.amazonaws.com/"
+            "https://ABCD.gr7.us-west-2.eks.amazonaws.com/"
         );
         assert_eq!(c.default_namespace, base.default_namespace);
         let same = with_endpoint(base.clone(), Some("")).unwrap();

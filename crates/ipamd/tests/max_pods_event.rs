@@ -16,6 +16,15 @@ use ipamd::events::EventSink;
 use serde_json::json;
 use support::*;
 
+/// A recorded object of the cluster crate's fixtures (the support module's own looks in this crate).
+fn fixture(name: &str) -> serde_json::Value {
+    let path = format!(
+        "{}/../cluster/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
 /// The recorded Node (an m5.large) with the kubelet's max pods set to `pods`.
 fn node_with_pods(pods: &str, rv: &str) -> serde_json::Value {
     let mut node = with_resource_version(&fixture("node.json"), rv);
