@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
@@ -178,7 +178,6 @@ fn a_node_with_an_upstream_environment_starts_warns_by_name_and_serves_pods() {
         SocketAddr::from((ip, 8080)),
     )
     .unwrap_or_else(|e| panic!("client -> web {ip}:8080: {e}"));
-    let _: Ipv4Addr = ip;
 
     // The kubelet's max pods: the node group kept m5.large's 29; custom networking serves 20.
     let dir = tempfile::tempdir().unwrap();
@@ -225,5 +224,50 @@ fn a_node_with_an_upstream_environment_starts_warns_by_name_and_serves_pods() {
             && m.contains(r#"awscni_max_pods{source="kubelet"} 29"#)
             && m.contains(r#"awscni_max_pods{source="node"} 20"#),
         "{m}"
+    );
+}
+
+#[test]
+fn enable_ipv6_is_refused_the_node_stays_not_ready_saying_why() {
+    let config = testbed::config::DEFAULT_CONFIG.replacen(
+        "ipamd_env: {}}",
+        r#"ipamd_env: {AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG: "false", ENABLE_IPv6: "true"}}"#,
+        1,
+    );
+    let tb = Testbed::with_agents(Some(&config));
+    // node-b (same VPC, default environment) becomes ready; node-a must not.
+    let ready = |node: &str| tb.node_dir(node).join("net.d/10-aws.conflist").exists();
+    assert!(
+        wait_for(Duration::from_secs(30), || ready("node-b")).is_some(),
+        "{}",
+        tb.ipamd_log("node-b")
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !ready("node-a"),
+        "node-a became ready with ENABLE_IPv6=true"
+    );
+    let target = &tb.introspect("node-a", "/v1/eni-configs")["target"];
+    assert_eq!(target["state"], "blocked", "{target}");
+    assert!(
+        target["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ENABLE_IPv6=true is not supported and refused"),
+        "{target}"
+    );
+    let compat = tb.introspect("node-a", "/v1/compat");
+    assert!(
+        compat["refused"].as_str().unwrap().contains("ENABLE_IPv6"),
+        "{compat}"
+    );
+    assert!(
+        metrics(&tb, "node-a")
+            .contains(r#"awscni_unsupported_env{kind="refused",variable="ENABLE_IPv6"} 1"#)
+    );
+    let log = tb.ipamd_log("node-a");
+    assert!(
+        log.contains(r#""level":"ERROR""#) && log.contains(r#""event":"UnsupportedSetting""#),
+        "{log}"
     );
 }
