@@ -49,9 +49,17 @@ fn metrics(tb: &Testbed, node: &str) -> String {
 
 #[test]
 fn a_node_with_an_upstream_environment_starts_warns_by_name_and_serves_pods() {
+    // EC2 only through upstream's AWS_EC2_ENDPOINT: the SDK's own variable points nowhere.
+    let env = UPSTREAM_ENV.replace(
+        "}",
+        &format!(
+            r#", AWS_ENDPOINT_URL_EC2: "http://127.0.0.1:9", AWS_EC2_ENDPOINT: "http://127.0.0.1:{}"}}"#,
+            testbed::fabric::EC2_RELAY_PORT
+        ),
+    );
     let config = testbed::config::DEFAULT_CONFIG.replacen(
         "ipamd_env: {}}",
-        &format!("ipamd_env: {UPSTREAM_ENV}}}"),
+        &format!("ipamd_env: {env}}}"),
         1,
     );
     assert_ne!(config, testbed::config::DEFAULT_CONFIG);
@@ -73,6 +81,10 @@ fn a_node_with_an_upstream_environment_starts_warns_by_name_and_serves_pods() {
             "network policies are not enforced",
         ),
         ("VPC_CNI_VERSION", "has no effect"),
+        (
+            "AWS_EC2_ENDPOINT",
+            "AWS_ENDPOINT_URL_EC2=http://127.0.0.1:9 is not",
+        ),
     ] {
         let lines: Vec<&str> = log.lines().filter(|l| l.contains(said)).collect();
         assert_eq!(
@@ -229,24 +241,55 @@ fn a_node_with_an_upstream_environment_starts_warns_by_name_and_serves_pods() {
 
 #[test]
 fn enable_ipv6_is_refused_the_node_stays_not_ready_saying_why() {
-    let config = testbed::config::DEFAULT_CONFIG.replacen(
-        "ipamd_env: {}}",
-        r#"ipamd_env: {AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG: "false", ENABLE_IPv6: "true"}}"#,
-        1,
-    );
+    // node-a refuses IPv6; node-b may not write to EC2, so it holds its pool at what is attached.
+    let config = testbed::config::DEFAULT_CONFIG
+        .replacen(
+            "ipamd_env: {}}",
+            r#"ipamd_env: {AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG: "false", ENABLE_IPv6: "true"}}"#,
+            1,
+        )
+        .replacen(
+            "ipamd_env: {}}",
+            r#"ipamd_env: {DISABLE_NETWORK_RESOURCE_PROVISIONING: "true"}}"#,
+            1,
+        );
     let tb = Testbed::with_agents(Some(&config));
-    // node-b (same VPC, default environment) becomes ready; node-a must not.
-    let ready = |node: &str| tb.node_dir(node).join("net.d/10-aws.conflist").exists();
+    let held = "DISABLE_NETWORK_RESOURCE_PROVISIONING=true: no EC2 writes";
     assert!(
-        wait_for(Duration::from_secs(30), || ready("node-b")).is_some(),
-        "{}",
+        wait_for(Duration::from_secs(30), || tb
+            .ipamd_log("node-b")
+            .contains(held))
+        .is_some(),
+        "node-b did not hold its pool:\n{}",
         tb.ipamd_log("node-b")
     );
     std::thread::sleep(Duration::from_secs(2));
+    let ready = |node: &str| tb.node_dir(node).join("net.d/10-aws.conflist").exists();
     assert!(
         !ready("node-a"),
         "node-a became ready with ENABLE_IPv6=true"
     );
+    // Neither node got an ENI beyond its primary.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let ec2 = runtime.block_on(tb.ec2());
+    for node in ["node-a", "node-b"] {
+        let enis = runtime
+            .block_on(
+                ec2.describe_network_interfaces()
+                    .filters(
+                        aws_sdk_ec2::types::Filter::builder()
+                            .name("attachment.instance-id")
+                            .values(tb.instance(node))
+                            .build(),
+                    )
+                    .send(),
+            )
+            .unwrap();
+        assert_eq!(enis.network_interfaces().len(), 1, "{node} got ENIs");
+    }
     let target = &tb.introspect("node-a", "/v1/eni-configs")["target"];
     assert_eq!(target["state"], "blocked", "{target}");
     assert!(
