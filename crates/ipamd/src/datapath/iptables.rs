@@ -79,21 +79,16 @@ pub fn choose(saved: &Saved) -> (Backend, String) {
         );
     }
     let (legacy, nft) = (rules(saved.legacy_all), rules(saved.nft_all));
-    if legacy >= 10 || legacy > nft {
-        (
-            Backend::Legacy,
-            format!(
-                "no kubelet hint chain; {legacy} rules in iptables-legacy, {nft} in iptables-nft"
-            ),
-        )
+    // Upstream's wrapper: legacy from 10 rules on, or when it holds more; nft otherwise.
+    let chosen = if legacy >= 10 || legacy > nft {
+        Backend::Legacy
     } else {
-        (
-            Backend::Nft,
-            format!(
-                "no kubelet hint chain; {legacy} rules in iptables-legacy, {nft} in iptables-nft"
-            ),
-        )
-    }
+        Backend::Nft
+    };
+    (
+        chosen,
+        format!("no kubelet hint chain; {legacy} rules in iptables-legacy, {nft} in iptables-nft"),
+    )
 }
 
 fn save(backend: Backend, table: Option<&str>) -> String {
