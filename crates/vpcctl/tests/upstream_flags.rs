@@ -6,7 +6,7 @@
 
 use std::process::{Command, Output};
 
-use testsupport::Emulator;
+use testsupport::{Emulator, run_instance, seed_vpc};
 
 fn vpcctl(args: &[&str], endpoint: &str) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vpcctl"))
@@ -150,6 +150,46 @@ fn a_type_missing_from_the_table_comes_from_describe_instance_types() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("x9.nonexistent") && err.contains("InvalidInstanceType"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_type_and_region_from_instance_metadata() {
+    let emulator = Emulator::start();
+    let ec2 = emulator.client().await;
+    let vpc = seed_vpc(&ec2).await;
+    let instance = run_instance(&ec2, "r9g.large", &vpc.nodes_a).await;
+    let (status, imds) = emulator.control(
+        "POST",
+        "/_testbed/imds",
+        Some(serde_json::json!({"instance_id": instance})),
+    );
+    assert_eq!(status, 200, "{imds}");
+    // No AWS_REGION: the lookup takes the instance's region, as the calculator does.
+    let o = Command::new(env!("CARGO_BIN_EXE_vpcctl"))
+        .args([
+            "max-pods",
+            "--instance-type-from-imds",
+            "--cni-version",
+            "1.18.3",
+            "--cni-custom-networking-enabled",
+        ])
+        .env(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            imds["endpoint"].as_str().unwrap(),
+        )
+        .env("AWS_ENDPOINT_URL_EC2", &emulator.endpoint)
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "y")
+        .env_remove("AWS_REGION")
+        .env_remove("AWS_DEFAULT_REGION")
+        .output()
+        .unwrap();
+    assert_eq!(number(&o), 40);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("r9g.large: limits from EC2 DescribeInstanceTypes (us-west-2)"),
         "{err}"
     );
 }
