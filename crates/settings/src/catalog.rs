@@ -131,7 +131,7 @@ pub const CATALOG: &[Variable] = &[
     v("ENABLE_V6_EGRESS", "false", unsupported(Trigger::True), "pods get no IPv6 egress interface"),
     v("ENI_CONFIG_ANNOTATION_DEF", "k8s.amazonaws.com/eniConfig", SAME, "empty: the default key"),
     v("ENI_CONFIG_LABEL_DEF", "k8s.amazonaws.com/eniConfig", SAME, "empty: the default key"),
-    v("ENI_CONFIG_SG_FALLBACK", "", Fate::Ours, "ENIConfig without `securityGroups`: `vpc-default` (default: the VPC's default group, as the reference document says) or `primary-eni` (the primary ENI's groups, as upstream's code does); said at start-up under custom networking when unset"),
+    v("ENI_CONFIG_SG_FALLBACK", "", Fate::Ours, "ENIConfig without `securityGroups`: `vpc-default` (default: the VPC's default group, as the reference document says) or `primary-eni` (the primary ENI's groups, as upstream's code does); said at start-up under custom networking when in force"),
     v("HOST_CNI_BIN_PATH", "/host/opt/cni/bin", SAME, "where the init container (`vpcctl install-cni`) puts `aws-cni`"),
     v("HOST_CNI_CONFDIR_PATH", "/host/etc/cni/net.d", SAME, "where ipamd writes `10-aws.conflist` (wins over our `CNI_CONF_DIR`, default `/etc/cni/net.d`); our DaemonSet mounts the host's `/etc/cni/net.d` at both paths"),
     v("INTROSPECTION_BIND_ADDRESS", "127.0.0.1:61679", DIFFERENT, "loopback `host:port` only: `unix:` sockets and other addresses are refused"),

@@ -173,12 +173,17 @@ fn flag(env: &BTreeMap<String, String>, name: &'static str, default: bool) -> bo
 /// Our defaults that differ from upstream's, said when they apply.
 fn defaults(env: &BTreeMap<String, String>, out: &mut Vec<Finding>) {
     let custom = flag(env, "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", false);
-    if custom && !is_set(env, "ENI_CONFIG_SG_FALLBACK") {
+    // Ours; said whenever it is in force (our manifests write it out), not only when unset.
+    let fallback = env
+        .get("ENI_CONFIG_SG_FALLBACK")
+        .filter(|v| !v.is_empty())
+        .map(|v| v.to_ascii_lowercase());
+    if custom && fallback.as_deref().is_none_or(|v| v == "vpc-default") {
         out.push(Finding::new(
             "ENI_CONFIG_SG_FALLBACK",
-            None,
+            fallback.as_deref(),
             FindingKind::DefaultDiffers,
-            "ENI_CONFIG_SG_FALLBACK unset: an ENIConfig without securityGroups gives pod ENIs the VPC's default security group, as the reference document says; upstream's code copies the primary ENI's groups instead (set ENI_CONFIG_SG_FALLBACK=primary-eni for that)".to_string(),
+            "ENI_CONFIG_SG_FALLBACK is vpc-default: an ENIConfig without securityGroups gives pod ENIs the VPC's default security group, as the reference document says; upstream's code copies the primary ENI's groups instead (set ENI_CONFIG_SG_FALLBACK=primary-eni for that)".to_string(),
         ));
     }
     if !is_set(env, "AWS_VPC_K8S_CNI_LOG_FILE") {
@@ -189,7 +194,7 @@ fn defaults(env: &BTreeMap<String, String>, out: &mut Vec<Finding>) {
             "AWS_VPC_K8S_CNI_LOG_FILE unset: logging to stdout; upstream logs to /host/var/log/aws-routed-eni/ipamd.log (set it to that path for the file)".to_string(),
         ));
     }
-    if !custom && !env.contains_key("ENABLE_SUBNET_DISCOVERY") {
+    if !custom && !is_set(env, "ENABLE_SUBNET_DISCOVERY") {
         out.push(Finding::new(
             "ENABLE_SUBNET_DISCOVERY",
             None,

@@ -360,9 +360,8 @@ impl Args for IpamdSettings {
 impl FromArgMatches for IpamdSettings {
     fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
         let raw = RawSettings::from_arg_matches(matches)?;
-        IpamdSettings::try_from(&raw).map_err(|e| {
-            clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{e}"))
-        })
+        IpamdSettings::try_from(&raw)
+            .map_err(|e| clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{e}")))
     }
     fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
         *self = Self::from_arg_matches(matches)?;

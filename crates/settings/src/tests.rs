@@ -345,6 +345,12 @@ fn differing_defaults_are_said_only_when_they_apply() {
             .collect()
     };
     assert!(said(&custom).contains(&"ENI_CONFIG_SG_FALLBACK".to_string()));
+    // Written out as our manifests do: still said.
+    let explicit = [
+        ("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "true"),
+        ("ENI_CONFIG_SG_FALLBACK", "vpc-default"),
+    ];
+    assert!(said(&explicit).contains(&"ENI_CONFIG_SG_FALLBACK".to_string()));
     assert!(!said(&custom).contains(&"ENABLE_SUBNET_DISCOVERY".to_string()));
     let chosen = [
         ("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "true"),
