@@ -96,7 +96,7 @@ pub const CATALOG: &[Variable] = &[
     v("AWS_EC2_ENDPOINT", "", SAME, "EC2 endpoint URL (a bare host gets `https://`); wins over the SDK's `AWS_ENDPOINT_URL_EC2`/`AWS_ENDPOINT_URL`, said at start-up when both are set"),
     v("AWS_EXTERNAL_SERVICE_CIDRS", "", SAME, "IPv4 CIDRs routed through the main table (rule priority 1535, before the pods' ENI rules); IPv6 entries skipped with a warning"),
     v("AWS_MANAGE_ENIS_NON_SCHEDULABLE", "false", SAME, "false: on a cordoned node (`spec.unschedulable` or the `node.kubernetes.io/unschedulable` taint) no ENI is detached"),
-    v("AWS_VPC_CNI_NODE_PORT_SUPPORT", "true", SAME, "false: no NodePort mark rule on the primary interface and `rp_filter` strict (1) instead of loose (2)"),
+    v("AWS_VPC_CNI_NODE_PORT_SUPPORT", "true", SAME, "false: no NodePort mark rule on the primary interface and `rp_filter` strict (1) instead of loose (2), set by the privileged init container, which sees the variable too (`kubectl set env`, our chart)"),
     v("AWS_VPC_ENI_MTU", "9001", SAME, "576 to 9001"),
     v("AWS_VPC_K8S_CNI_BACKING_STORE", "/var/run/aws-node/ipam.json", SAME, "the checkpoint, in upstream's format"),
     v("AWS_VPC_K8S_CNI_CONFIGURE_RPFILTER", "true", NO_EFFECT, "deprecated upstream (v1.12.1) and a no-op there too; `rp_filter` follows `AWS_VPC_CNI_NODE_PORT_SUPPORT`"),

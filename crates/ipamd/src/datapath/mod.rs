@@ -4,6 +4,7 @@
 pub mod conntrack;
 pub mod eni;
 pub mod iptables;
+pub mod node;
 pub mod service_rules;
 pub mod snat;
 

@@ -99,8 +99,9 @@ MY_NODE_NAME and POD_NAMESPACE (the namespace of the status writer's Lease).
 
 {{/*
 The init container's environment: init.env (upstream's chart; the schema admits only what is
-meaningful here) and HOST_CNI_BIN_PATH from env when init.env does not set it, since the init
-container is what installs the plugin there. Empty when there is nothing to set.
+meaningful here), and from env when init.env does not set them HOST_CNI_BIN_PATH (the init container
+installs the plugin there) and AWS_VPC_CNI_NODE_PORT_SUPPORT (it sets the primary interface's
+rp_filter by it), as `kubectl set env` would. Empty when there is nothing to set.
 */}}
 {{- define "aws-node.initEnv" -}}
 {{- $env := dict }}
@@ -109,9 +110,10 @@ container is what installs the plugin there. Empty when there is nothing to set.
 {{- $_ := set $env $name (include "aws-node.envValue" $value) }}
 {{- end }}
 {{- end }}
-{{- with .Values.env.HOST_CNI_BIN_PATH }}
-{{- if not (hasKey $env "HOST_CNI_BIN_PATH") }}
-{{- $_ := set $env "HOST_CNI_BIN_PATH" (include "aws-node.envValue" .) }}
+{{- range $name := list "HOST_CNI_BIN_PATH" "AWS_VPC_CNI_NODE_PORT_SUPPORT" }}
+{{- $value := get $.Values.env $name }}
+{{- if and (hasKey $.Values.env $name) (not (kindIs "invalid" $value)) (not (hasKey $env $name)) }}
+{{- $_ := set $env $name (include "aws-node.envValue" $value) }}
 {{- end }}
 {{- end }}
 {{- range $name := keys $env | sortAlpha }}
