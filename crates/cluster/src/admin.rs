@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Node;
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -55,6 +56,18 @@ pub async fn eniconfigs(
         .into_iter()
         .map(|c| (c.name_any(), c.spec.0.clone()))
         .collect())
+}
+
+/// Every Node of the cluster (labels, the kubelet's max pods, cordon), by name.
+pub async fn nodes(client: &Client) -> Result<Vec<eniconfig::NodeObject>, AdminError> {
+    let api: Api<Node> = Api::all(client.clone());
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(api_error("listing Nodes"))?;
+    let mut nodes: Vec<_> = list.iter().map(crate::watch::node_object).collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(nodes)
 }
 
 /// Creates or updates one ENIConfig's spec (server-side apply); Unchanged when it already says so.
