@@ -1,26 +1,9 @@
-//! EC2's answers as the facts ENIConfig validation and status are computed from.
+//! The ENIConfig status writer's view of EC2 (the conversions are `ec2`'s `From` impls).
 
 use std::sync::Arc;
 
 use ec2::Ec2;
 use eniconfig::{GroupFacts, SubnetFacts};
-
-pub fn subnet_facts(s: ec2::Subnet) -> SubnetFacts {
-    SubnetFacts {
-        id: s.id,
-        vpc_id: s.vpc_id,
-        availability_zone: s.availability_zone,
-        cidr: s.cidr,
-        available_addresses: s.available_addresses,
-    }
-}
-
-pub fn group_facts(g: ec2::SecurityGroup) -> GroupFacts {
-    GroupFacts {
-        id: g.id,
-        vpc_id: g.vpc_id,
-    }
-}
 
 /// What the ENIConfig status writer asks EC2.
 pub struct Ec2Facts<C>(pub Arc<C>);
@@ -30,7 +13,7 @@ impl<C: Ec2 + 'static> cluster::Facts for Ec2Facts<C> {
         self.0
             .subnet(id)
             .await
-            .map(|s| s.map(subnet_facts))
+            .map(|s| s.as_ref().map(SubnetFacts::from))
             .map_err(|e| e.to_string())
     }
 
@@ -38,7 +21,7 @@ impl<C: Ec2 + 'static> cluster::Facts for Ec2Facts<C> {
         self.0
             .security_groups(ids)
             .await
-            .map(|g| g.into_iter().map(group_facts).collect())
+            .map(|g| g.iter().map(GroupFacts::from).collect())
             .map_err(|e| e.to_string())
     }
 }

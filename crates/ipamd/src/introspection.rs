@@ -7,17 +7,18 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use ipam::Time;
+use node_contract::introspection as contract;
 use serde_json::{Value, json};
 
 use crate::node::{Node, Target};
 
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
-        .route("/v1/enis", get(enis))
-        .route("/v1/eni-configs", get(eni_configs))
+        .route(contract::ENIS_PATH, get(enis))
+        .route(contract::ENI_CONFIGS_PATH, get(eni_configs))
         .route("/v1/ipamd-env-settings", get(env_settings))
         .route("/v1/networkutils-env-settings", get(networkutils_settings))
-        .route("/v1/pool", get(pool))
+        .route(contract::POOL_PATH, get(pool))
         .route("/v1/compat", get(compat))
         .with_state(node)
 }
@@ -31,7 +32,7 @@ pub fn metrics_router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-async fn enis(State(node): State<Arc<Node>>) -> Json<Value> {
+async fn enis(State(node): State<Arc<Node>>) -> Json<contract::Enis> {
     let st = node.lock();
     let target = match &st.target {
         Some(Target::Ready {
@@ -41,7 +42,7 @@ async fn enis(State(node): State<Arc<Node>>) -> Json<Value> {
         }) => Some((subnet_id.clone(), security_groups.clone())),
         _ => None,
     };
-    let list: Vec<Value> = st
+    let enis = st
         .ds
         .enis()
         .map(|e| {
@@ -49,38 +50,46 @@ async fn enis(State(node): State<Arc<Node>>) -> Json<Value> {
                 && target.as_ref().is_some_and(|(subnet, groups)| {
                     &e.subnet_id != subnet || (!groups.is_empty() && &e.security_groups != groups)
                 });
-            let addresses: Vec<Value> = st
+            let addresses = st
                 .ds
                 .addresses(&e.id)
                 .into_iter()
                 .map(|(ip, holder)| {
                     let allocation = holder.and_then(|k| st.ds.allocation(k));
-                    json!({
-                        "address": ip.to_string(),
-                        "assigned": holder.is_some(),
-                        "key": holder,
-                        "pod": allocation.map(|a| format!("{}/{}", a.metadata.namespace, a.metadata.name)),
-                        "assigned_at_unix_ns": allocation.map(|a| a.assigned_at.unix_nanos()),
-                    })
+                    contract::Address {
+                        address: ip,
+                        assigned: holder.is_some(),
+                        key: holder.map(|k| contract::AllocationKey {
+                            network_name: k.network_name.clone(),
+                            container_id: k.container_id.clone(),
+                            if_name: k.if_name.clone(),
+                        }),
+                        pod: allocation
+                            .map(|a| format!("{}/{}", a.metadata.namespace, a.metadata.name)),
+                        assigned_at_unix_ns: allocation.map(|a| a.assigned_at.unix_nanos()),
+                    }
                 })
                 .collect();
-            json!({
-                "id": e.id,
-                "primary": e.primary,
-                "device_number": e.device_number,
-                "route_table": e.route_table(),
-                "subnet_id": e.subnet_id,
-                "subnet_cidr": e.subnet_cidr.to_string(),
-                "security_groups": e.security_groups,
-                "mac": e.mac,
-                "primary_ip": e.primary_ip.to_string(),
-                "excluded": e.excluded,
-                "stale": stale,
-                "addresses": addresses,
-            })
+            contract::Eni {
+                id: e.id.clone(),
+                primary: e.primary,
+                device_number: e.device_number,
+                route_table: e.route_table(),
+                subnet_id: e.subnet_id.clone(),
+                subnet_cidr: e.subnet_cidr.to_string(),
+                security_groups: e.security_groups.clone(),
+                mac: e.mac.clone(),
+                primary_ip: e.primary_ip,
+                excluded: e.excluded,
+                stale,
+                addresses,
+            }
         })
         .collect();
-    Json(json!({ "instance_id": node.identity.instance_id, "enis": list }))
+    Json(contract::Enis {
+        instance_id: node.identity.instance_id.clone(),
+        enis,
+    })
 }
 
 async fn eni_configs(State(node): State<Arc<Node>>) -> Json<Value> {
@@ -113,33 +122,43 @@ async fn networkutils_settings(State(node): State<Arc<Node>>) -> Json<Value> {
     }))
 }
 
-async fn pool(State(node): State<Arc<Node>>) -> Json<Value> {
+async fn pool(State(node): State<Arc<Node>>) -> Json<contract::Pool> {
     let st = node.lock();
     let now = Time::now();
     let state = node.pool_state(&st, now);
     let decision = ipam::decide(&node.pool, &state, now);
-    Json(json!({
-        "instance_type": node.identity.instance_type,
-        "max_pods": node.max_pods,
-        "stats": state.stats,
-        "available": state.stats.available(),
-        "attached_enis": state.attached_enis,
-        "targets": node.pool,
-        "next_action": decision,
-        "network_ready": st.network_ready,
-        "rounds": st.rounds,
-        "can_serve": st.can_serve(now).err().map_or(json!(true), |why| json!({"no": why})),
-        "subnet_full_backoff": st
+    let stats = state.stats;
+    Json(contract::Pool {
+        instance_type: node.identity.instance_type.clone(),
+        max_pods: node.max_pods,
+        stats: contract::PoolStats {
+            total: stats.total,
+            assigned: stats.assigned,
+            cooling_down: stats.cooling_down,
+            total_prefixes: stats.total_prefixes,
+            free_prefixes: stats.free_prefixes,
+        },
+        available: stats.available(),
+        attached_enis: state.attached_enis,
+        targets: json!(node.pool),
+        next_action: json!(decision),
+        network_ready: st.network_ready,
+        rounds: st.rounds,
+        can_serve: match st.can_serve(now) {
+            Ok(()) => contract::CanServe::Yes(true),
+            Err(no) => contract::CanServe::No { no },
+        },
+        subnet_full_backoff: st
             .subnet_backoff
             .iter()
             .filter(|(_, until)| now < **until)
             .map(|(subnet, until)| (subnet.clone(), until.since(now).as_secs()))
-            .collect::<std::collections::BTreeMap<_, _>>(),
-        "unrouted_enis": st.unrouted,
-        "datapath_problem": st.datapath_problem,
-        "last_ec2_error": st.last_ec2_error,
-        "kubelet_max_pods": st.max_pods_check,
-    }))
+            .collect(),
+        unrouted_enis: st.unrouted.iter().cloned().collect(),
+        datapath_problem: st.datapath_problem.clone(),
+        last_ec2_error: st.last_ec2_error.clone(),
+        kubelet_max_pods: json!(st.max_pods_check),
+    })
 }
 
 /// The start-up review of the environment against the existing implementation.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ec2::{AddressRequest, CreateEni, Ec2, Ec2Error, ErrorClass, NetworkInterface};
-use eniconfig::{GroupFacts, NodeFacts, select, validate};
+use eniconfig::{GroupFacts, NodeFacts, SubnetFacts, select, validate};
 use ipam::{Eni, PoolAction, Time};
 use ipamd_settings::SgFallback;
 use ipnet::Ipv4Net;
@@ -20,7 +20,6 @@ use netlink::Netlink;
 use tracing::{error, info, warn};
 
 use crate::datapath::eni::{EniRouting, wait_for_link};
-use crate::facts::{group_facts, subnet_facts};
 use crate::node::{EniFacts, Node, NodeState, Target};
 
 pub const INSTANCE_TAG: &str = "node.k8s.amazonaws.com/instance_id";
@@ -130,6 +129,7 @@ impl<C: Ec2 + 'static> Manager<C> {
             }
             let round = self.round().await;
             self.node.lock().rounds += 1;
+            self.node.changed.notify_one();
             let pause = match round {
                 Round::Progress => Duration::ZERO,
                 Round::Idle => self.node.cli.options.pool_interval(),
@@ -881,8 +881,8 @@ impl<C: Ec2 + 'static> Manager<C> {
             primary_block,
             vpc_cidrs,
         };
-        let subnet = subnet.map(subnet_facts);
-        let groups: Vec<GroupFacts> = groups.into_iter().map(group_facts).collect();
+        let subnet = subnet.as_ref().map(SubnetFacts::from);
+        let groups: Vec<GroupFacts> = groups.iter().map(GroupFacts::from).collect();
         Ok(validate(name, spec, &facts, subnet.as_ref(), &groups))
     }
 

@@ -134,7 +134,7 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
                         .map(|i| i.az.clone())
                         .unwrap_or_default(),
                     primary_ip: eni0.map(|e| e.primary_ip.to_string()).unwrap_or_default(),
-                    introspection: "127.0.0.1:61679".to_string(),
+                    introspection: node_contract::INTROSPECTION_ADDRESS.to_string(),
                     manifests_dir: NodeDir::new(&dir, &n.name)
                         .manifests()
                         .display()
@@ -250,9 +250,9 @@ fn blocked(netns: &str) -> bool {
     };
     ns.run(|| {
         http_json(
-            61679,
+            node_contract::INTROSPECTION_PORT,
             "GET",
-            "/v1/eni-configs",
+            node_contract::introspection::ENI_CONFIGS_PATH,
             None,
             Duration::from_secs(2),
         )

@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use node_contract::introspection::{Client, ClientError};
+
 /// A binary of this workspace's build (next to the test's `deps/` directory), or of
 /// `$VPC_TESTBED_BIN_DIR` (binaries kept aside from a target directory others build into).
 pub fn workspace_bin(name: &str) -> PathBuf {
@@ -155,17 +157,21 @@ impl Testbed {
         ::testbed::daemon::sdk_client(&self.endpoint(), "us-west-2").await
     }
 
-    /// GET on the node's introspection endpoint (inside its namespace).
+    /// GET on the node's introspection endpoint (inside its namespace), as JSON.
     pub fn introspect(&self, node: &str, path: &str) -> serde_json::Value {
+        self.introspection(node, |c| c.get_json(path))
+            .unwrap_or_else(|e| panic!("introspection {path} on {node}: {e}"))
+    }
+
+    /// A call of the node's typed introspection client, made inside its namespace.
+    pub fn introspection<T: Send>(
+        &self,
+        node: &str,
+        call: impl FnOnce(&Client) -> Result<T, ClientError> + Send,
+    ) -> Result<T, ClientError> {
         let ns = netns::Netns::named(&self.netns(node)).unwrap();
-        let (status, body) = ns
-            .run(|| {
-                ::testbed::emulator::http_json(61679, "GET", path, None, Duration::from_secs(10))
-            })
-            .unwrap()
-            .unwrap_or_else(|e| panic!("introspection {path} on {node}: {e}"));
-        assert_eq!(status, 200, "{path}: {body}");
-        body
+        let client = Client::new(node_contract::INTROSPECTION_ADDRESS.parse().unwrap());
+        ns.run(|| call(&client)).unwrap()
     }
 
     /// The emulator's per-action call counts.

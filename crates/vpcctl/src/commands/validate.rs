@@ -160,20 +160,8 @@ pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
                 primary_block: node_cidr,
                 vpc_cidrs: vpc.cidrs.clone(),
             };
-            let subnet_facts = subnet.as_ref().map(|s| SubnetFacts {
-                id: s.id.clone(),
-                vpc_id: s.vpc_id.clone(),
-                availability_zone: s.availability_zone.clone(),
-                cidr: s.cidr,
-                available_addresses: s.available_addresses,
-            });
-            let group_facts: Vec<GroupFacts> = groups
-                .iter()
-                .map(|g| GroupFacts {
-                    id: g.id.clone(),
-                    vpc_id: g.vpc_id.clone(),
-                })
-                .collect();
+            let subnet_facts = subnet.as_ref().map(SubnetFacts::from);
+            let group_facts: Vec<GroupFacts> = groups.iter().map(GroupFacts::from).collect();
             let validation =
                 eniconfig::validate(name, spec, &facts, subnet_facts.as_ref(), &group_facts);
             rows.push(Row {
