@@ -50,6 +50,30 @@ async fn identity(metadata: &Metadata) -> Result<InstanceIdentity, AppError> {
 }
 
 pub async fn run(cli: Cli) -> Result<(), AppError> {
+    let started = learn(cli).await?;
+    let node = started.node.clone();
+    let nl = Arc::new(Netlink::connect().await.map_err(startup("netlink"))?);
+    let manager = Manager {
+        node: node.clone(),
+        ec2: started.ec2.clone(),
+        nl: nl.clone(),
+    };
+    recover(&manager).await?;
+    node_datapath(&node, &nl).await?;
+    let (shutdown, tasks) = spawn(started, manager)?;
+    crate::serve::wait_for_signal().await;
+    stop(&node, shutdown, tasks).await
+}
+
+/// What start-up learns before it touches the node: the node's shared state and the EC2 client.
+struct Started {
+    node: Arc<Node>,
+    ec2: Arc<SdkEc2>,
+    limits: crate::limits::NodeLimits,
+}
+
+/// Settings, identity, limits, and where the Node and ENIConfig objects come from.
+async fn learn(cli: Cli) -> Result<Started, AppError> {
     let settings = &cli.settings;
     settings
         .validate()
@@ -88,7 +112,6 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         .map_err(AppError::Settings)?;
     metrics.eni_max.set(i64::from(limits.max_pods.enis));
     metrics.ip_max.set(i64::from(limits.max_pods.max_pods));
-
     let (objects, events) = match cli.options.manifests.clone() {
         Some(dir) => (
             crate::source::standalone(dir, settings.my_node_name.clone()),
@@ -100,11 +123,10 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     };
     let ds = Datastore::new(settings.ip_cooldown(), limits.max_pods.max_pods as usize);
     let node = Arc::new(Node {
-        cli: cli.clone(),
         identity: id.clone(),
-        limits: limits.instance,
+        limits: limits.instance.clone(),
         max_pods: limits.max_pods.max_pods,
-        pool: limits.pool,
+        pool: limits.pool.clone(),
         state: std::sync::Mutex::new(NodeState::new(ds)),
         wake: tokio::sync::Notify::new(),
         reconcile_now: tokio::sync::Notify::new(),
@@ -114,24 +136,29 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         objects,
         events,
         vpc_blocks: std::sync::RwLock::new(id.vpc_cidrs.clone()),
+        cli,
     });
-    let nl = Arc::new(Netlink::connect().await.map_err(startup("netlink"))?);
+    Ok(Started { node, ec2, limits })
+}
 
-    let manager = Manager {
-        node: node.clone(),
-        ec2: ec2.clone(),
-        nl: nl.clone(),
-    };
-    // What EC2 says this instance has (each ENI routed again from its subnet as EC2 reports
-    // it), then what the checkpoint says pods hold.
-    let enis = ec2
-        .instance_enis(&id.instance_id)
+/// What EC2 says this instance has (each ENI routed again from its subnet as EC2 reports it),
+/// then what the checkpoint says pods hold, then running pods the checkpoint does not know.
+async fn recover(manager: &Manager<SdkEc2>) -> Result<(), AppError> {
+    let node = &manager.node;
+    let enis = manager
+        .ec2
+        .instance_enis(&node.identity.instance_id)
         .await
         .map_err(startup("reading the instance's ENIs"))?;
     manager.adopt_enis(&enis).await;
-    crate::persist::restore(&node).map_err(AppError::Startup)?;
-    crate::reconcile::recover_from_host_routes(&node, &nl).await;
+    crate::persist::restore(node).map_err(AppError::Startup)?;
+    crate::reconcile::recover_from_host_routes(node, &manager.nl).await;
+    Ok(())
+}
 
+/// The node's own datapath: rp_filter, SNAT and connmark, the connmark rule.
+async fn node_datapath(node: &Node, nl: &Netlink) -> Result<(), AppError> {
+    let (id, settings) = (&node.identity, &node.cli.settings);
     let primary_link = nl
         .link_by_mac(&netlink::parse_mac(&id.primary_mac).map_err(startup("primary MAC"))?)
         .await
@@ -146,10 +173,22 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     // is off (strict, as upstream).
     node.lock().datapath_problem =
         datapath::node::set_rp_filter(&primary_link.name, settings.node_port_support);
-    datapath::node::setup(&nl, settings, &primary_link, id.primary_ip, &id.vpc_cidrs)
+    datapath::node::setup(nl, settings, &primary_link, id.primary_ip, &id.vpc_cidrs)
         .await
-        .map_err(startup("the node's datapath"))?;
+        .map_err(startup("the node's datapath"))
+}
 
+type Tasks = Vec<tokio::task::JoinHandle<()>>;
+
+/// The servers, readiness, the pool manager and its helpers, until the shutdown channel says
+/// stop.
+fn spawn(
+    started: Started,
+    manager: Manager<SdkEc2>,
+) -> Result<(watch::Sender<bool>, Tasks), AppError> {
+    let Started { node, ec2, limits } = started;
+    let settings = &node.cli.settings;
+    let nl = manager.nl.clone();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -182,7 +221,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     }
     if !settings.disable_metrics {
         tasks.push(tokio::spawn(crate::serve::http(
-            cli.options.metrics_bind_address,
+            node.cli.options.metrics_bind_address,
             crate::introspection::metrics_router(node.clone()),
             shutdown_rx.clone(),
         )));
@@ -216,12 +255,16 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             }
         }));
     }
+    Ok((shutdown_tx, tasks))
+}
 
-    crate::serve::wait_for_signal().await;
+/// SIGTERM: no EC2 writes from here on, every task stopped (one deadline for all), the last
+/// checkpoint written.
+async fn stop(node: &Node, shutdown: watch::Sender<bool>, tasks: Tasks) -> Result<(), AppError> {
     info!("SIGTERM: stopping (no EC2 writes from here on)");
     node.lock().shutting_down = true;
-    let _ = shutdown_tx.send(true);
-    // One deadline for all tasks: a server waiting on an idle client must not hold the exit.
+    let _ = shutdown.send(true);
+    // A server waiting on an idle client must not hold the exit.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     for t in tasks {
         if tokio::time::timeout_at(deadline, t).await.is_err() {
@@ -229,7 +272,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         }
     }
     let st = node.lock();
-    crate::persist::save(&node, &st).map_err(startup("final checkpoint"))?;
+    crate::persist::save(node, &st).map_err(startup("final checkpoint"))?;
     info!("stopped");
     Ok(())
 }

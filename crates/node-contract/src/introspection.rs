@@ -168,11 +168,10 @@ impl Client {
         let io = |source| ClientError::Io { address, source };
         let mut stream = TcpStream::connect_timeout(&address, self.timeout).map_err(io)?;
         stream.set_read_timeout(Some(self.timeout)).map_err(io)?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.0\r\nHost: {address}\r\nAccept: application/json\r\n\r\n"
-        )
-        .map_err(io)?;
+        // One write: a server may answer as soon as the head is complete.
+        let request =
+            format!("GET {path} HTTP/1.0\r\nHost: {address}\r\nAccept: application/json\r\n\r\n");
+        stream.write_all(request.as_bytes()).map_err(io)?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).map_err(io)?;
         let text = String::from_utf8_lossy(&raw);
@@ -218,8 +217,12 @@ mod tests {
         let server = std::thread::spawn(move || {
             for (i, stream) in listener.incoming().take(2).enumerate() {
                 let mut s = stream.unwrap_or_else(|e| panic!("{e}"));
-                let mut buf = [0u8; 1024];
-                let _ = s.read(&mut buf);
+                // The whole request head, then the answer.
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
                 let reply = if i == 0 {
                     "HTTP/1.1 200 OK\r\n\r\n{\"instance_id\":\"i-1\",\"enis\":[]}".to_string()
                 } else {
