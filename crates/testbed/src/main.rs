@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use testbed::daemon::{self, DaemonOptions};
+use testbed::pods::PodRuntime;
 use testbed::state::{Status, state_dir};
 use testbed::{emulator, sweep};
 
@@ -56,7 +57,9 @@ enum Cmd {
         #[arg(long, default_value = "2")]
         pods_per_node: usize,
     },
-    /// Create or delete a pod with the node's real CNI plugins; `add` prints the CNI result.
+    /// Create or delete a pod with the node's real CNI plugins (`--runtime cni`: the testbed runs
+    /// the conflist, `add` prints the CNI result) or through the node's containerd (`--runtime
+    /// cri`: a sandbox with a listener on port 8080, as a kubelet asks for it).
     Pod {
         #[command(subcommand)]
         action: PodCmd,
@@ -101,10 +104,13 @@ enum PodCmd {
         name: String,
         #[arg(long, default_value = "default")]
         namespace: String,
-        /// Use this conflist instead of the node's.
+        /// `cni`: run the node's conflist; `cri`: ask the node's containerd (runtime: containerd).
+        #[arg(long, value_enum, default_value = "cni")]
+        runtime: PodRuntime,
+        /// Use this conflist instead of the node's (`--runtime cni`).
         #[arg(long)]
         conflist: Option<PathBuf>,
-        /// Ask the plugins for this CNI version.
+        /// Ask the plugins for this CNI version (`--runtime cni`).
         #[arg(long)]
         cni_version: Option<String>,
     },
@@ -113,6 +119,9 @@ enum PodCmd {
         name: String,
         #[arg(long, default_value = "default")]
         namespace: String,
+        /// Default: the runtime that made the pod.
+        #[arg(long, value_enum)]
+        runtime: Option<PodRuntime>,
     },
     /// Run CHECK (or another verb) on a pod with its recorded result.
     Invoke {
@@ -334,11 +343,19 @@ fn exec(prefix: &str, target: &str, command: &[String]) -> Result<(), String> {
             .map(|p| p.netns.clone()),
     }
     .ok_or_else(|| format!("no node or pod {target:?} in testbed {prefix}"))?;
-    let err = Command::new("ip")
-        .args(["netns", "exec", &netns])
-        .args(command)
-        .exec();
-    Err(format!("ip netns exec {netns}: {err}"))
+    // A CRI pod's namespace is a path under its node's containerd state, not a named one.
+    let err = if netns.starts_with('/') {
+        Command::new("nsenter")
+            .arg(format!("--net={netns}"))
+            .args(command)
+            .exec()
+    } else {
+        Command::new("ip")
+            .args(["netns", "exec", &netns])
+            .args(command)
+            .exec()
+    };
+    Err(format!("enter {netns}: {err}"))
 }
 
 fn ec2(listen: &str, args: &[String]) -> Result<(), String> {
@@ -418,6 +435,29 @@ fn pod(prefix: &str, action: PodCmd) -> Result<(), String> {
             node,
             name,
             namespace,
+            runtime: PodRuntime::Cri,
+            conflist,
+            cni_version,
+        } => {
+            if conflist.is_some() || cni_version.is_some() {
+                return Err(
+                    "--conflist and --cni-version apply to --runtime cni: containerd runs the node's conflist"
+                        .to_string(),
+                );
+            }
+            let result =
+                pods::add_cri(prefix, &node, &name, &namespace).map_err(|e| e.to_string())?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?
+            );
+            Ok(())
+        }
+        PodCmd::Add {
+            node,
+            name,
+            namespace,
+            runtime: PodRuntime::Cni,
             conflist,
             cni_version,
         } => {
@@ -437,6 +477,13 @@ fn pod(prefix: &str, action: PodCmd) -> Result<(), String> {
             node,
             name,
             namespace,
+            runtime: Some(PodRuntime::Cri),
+        } => pods::del_cri(prefix, &node, &name, &namespace).map_err(|e| e.to_string()),
+        PodCmd::Del {
+            node,
+            name,
+            namespace,
+            runtime: _,
         } => pods::del(prefix, &node, &name, &namespace).map_err(|e| e.to_string()),
         PodCmd::Invoke {
             node,
