@@ -7,7 +7,6 @@
 //! `/run/containerd/s/<sha256 of our socket path, namespace, id>` (hard-coded), so they never
 //! collide with a system containerd's, and each shim removes its own on exit.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -160,6 +159,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
     disable_tcp_service = true
     stream_server_address = "127.0.0.1"
     stream_server_port = "0"
+    # Sandboxes ask for oom_score_adj -998, which this host refuses to a container (runc then
+    # fails with "can't get final child's PID from pipe"): no lower than containerd's own.
+    restrict_oom_score_adj = true
     [plugins."io.containerd.grpc.v1.cri".cni]
       bin_dir = {cni_bin}
       conf_dir = {cni_conf}
@@ -559,9 +561,45 @@ fn unescape_mount_path(p: &str) -> String {
         .replace("\\134", "\\")
 }
 
-/// Writes one line to the node's containerd log (what the testbed did to it, for a reader).
-pub fn note(dir: &ContainerdDir, line: &str) {
-    if let Ok(mut f) = std::fs::OpenOptions::new().append(true).open(dir.log()) {
-        let _ = writeln!(f, "vpc-testbed: {line}");
+/// Where containerd 1.6 puts a shim's socket: hard-coded under /run/containerd/s, named by the
+/// SHA-256 of "<our socket>/<namespace>/<id>".
+pub fn shim_socket(dir: &ContainerdDir, id: &str) -> PathBuf {
+    let key = format!("{}/{NAMESPACE}/{id}", dir.socket().display());
+    Path::new("/run/containerd/s").join(sha256_hex(key.as_bytes()))
+}
+
+/// Sockets of the run's shims that were killed before they could remove them.
+pub fn sweep_shim_sockets(state_dir: &Path) -> Vec<String> {
+    let mut errors = Vec::new();
+    for node in std::fs::read_dir(state_dir.join("nodes")).into_iter().flatten().flatten() {
+        let dir = ContainerdDir::of(&NodeDir(node.path()));
+        let tasks = dir.state().join("io.containerd.runtime.v2.task").join(NAMESPACE);
+        for task in std::fs::read_dir(tasks).into_iter().flatten().flatten() {
+            let socket = shim_socket(&dir, &task.file_name().to_string_lossy());
+            match std::fs::remove_file(&socket) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    errors.push(format!("remove {}: {e}", socket.display()))
+                }
+                _ => {}
+            }
+        }
     }
+    errors
+}
+
+/// libcni's cache of the results containerd's CNI calls returned (`/var/lib/cni/results`, not
+/// configurable in containerd 1.6): DEL removes a sandbox's entries, a crash leaves them. Ours
+/// are those naming a sandbox namespace under the run's state directory.
+pub const CNI_CACHE: &str = "/var/lib/cni/results";
+
+pub fn sweep_cni_cache(state_dir: &Path) -> Vec<String> {
+    let needle = format!("\"{}/", state_dir.display());
+    let mut errors = Vec::new();
+    for e in std::fs::read_dir(CNI_CACHE).into_iter().flatten().flatten() {
+        let ours = std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains(&needle));
+        if ours && let Err(err) = std::fs::remove_file(e.path()) {
+            errors.push(format!("remove {}: {err}", e.path().display()));
+        }
+    }
+    errors
 }

@@ -121,6 +121,8 @@ pub struct ExecResult {
     pub stderr: String,
 }
 
+/// Clones share one connection (HTTP/2 multiplexes concurrent calls).
+#[derive(Clone)]
 pub struct Cri {
     socket: String,
     client: RuntimeServiceClient<Channel>,

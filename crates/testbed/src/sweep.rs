@@ -86,6 +86,8 @@ pub fn sweep(prefix: &str) -> Vec<String> {
     // sandbox namespaces and root filesystems mounted under the state directory.
     errors.extend(crate::containerd::sweep_cgroups(prefix));
     errors.extend(crate::containerd::unmount_under(&dir));
+    errors.extend(crate::containerd::sweep_cni_cache(&dir));
+    errors.extend(crate::containerd::sweep_shim_sockets(&dir));
     for ns in &namespaces {
         if let Err(e) = cmd::run(&["ip", "netns", "del", ns]) {
             errors.push(e.to_string());
