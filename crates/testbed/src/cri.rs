@@ -12,7 +12,7 @@ use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, CreateContainerRequest, ExecSyncRequest, ImageSpec,
     KeyValue, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListPodSandboxRequest,
     NamespaceMode, NamespaceOption, PodSandbox, PodSandboxConfig, PodSandboxMetadata,
-    PodSandboxState, PodSandboxStatusRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
+    PodSandboxState, PodSandboxStatusRequest, PortMapping, Protocol, RemovePodSandboxRequest, RunPodSandboxRequest,
     StartContainerRequest, StopPodSandboxRequest, VersionRequest,
 };
 use tonic::transport::Channel;
@@ -54,6 +54,8 @@ pub struct PodSpec {
     pub log_directory: PathBuf,
     /// The pod's cgroup (the kubelet's /kubepods/…/pod<uid>); cgroupfs driver.
     pub cgroup_parent: String,
+    /// TCP hostPorts: (container port, host port); containerd hands them to portmap.
+    pub host_ports: Vec<(u16, u16)>,
 }
 
 impl PodSpec {
@@ -67,6 +69,16 @@ impl PodSpec {
             }),
             hostname: self.name.clone(),
             log_directory: self.log_directory.display().to_string(),
+            port_mappings: self
+                .host_ports
+                .iter()
+                .map(|(container, host)| PortMapping {
+                    protocol: Protocol::Tcp as i32,
+                    container_port: i32::from(*container),
+                    host_port: i32::from(*host),
+                    host_ip: String::new(),
+                })
+                .collect(),
             labels: HashMap::from([
                 ("io.kubernetes.pod.name".to_string(), self.name.clone()),
                 (

@@ -426,6 +426,7 @@ pub fn cri_pod_spec(
         cgroup_parent: containerd::cgroup_parent(prefix, &dir.node, &uid),
         uid,
         attempt,
+        host_ports: Vec::new(),
     }
 }
 

@@ -21,6 +21,7 @@ use testbed::cri::{Cri, PodSpec};
 use testbed::pods::{self, LISTENER_PORT};
 
 const POD_SUBNET_A: &str = "100.64.0.0/19";
+const PEER_HOST_PORT: u16 = 9080;
 
 /// Nodes in two zones, each running containerd; custom networking with an ENIConfig per zone.
 /// `nodes` are the node lines, `env` the extra ipamd environment of every node.
@@ -81,9 +82,13 @@ async fn kubelet_run(
     dir: ContainerdDir,
     node_netns: PathBuf,
     name: String,
+    host_ports: Vec<(u16, u16)>,
     limit: Duration,
 ) -> Result<RunningPod, String> {
-    let base = pods::cri_pod_spec(&prefix, &dir, "default", &name, 0);
+    let base = PodSpec {
+        host_ports,
+        ..pods::cri_pod_spec(&prefix, &dir, "default", &name, 0)
+    };
     std::fs::create_dir_all(&base.log_directory).unwrap();
     let started = Instant::now();
     let mut failures = Vec::new();
@@ -157,8 +162,14 @@ async fn remove_not_ready(cri: &mut Cri, name: &str) {
     }
 }
 
-/// Runs `names` on a node at once, each as the kubelet would; every one must come up.
-async fn run_pods(tb: &Testbed, node: &str, names: &[String]) -> Vec<RunningPod> {
+/// Runs `names` on a node at once, each as the kubelet would (with these hostPorts); every one
+/// must come up.
+async fn run_pods(
+    tb: &Testbed,
+    node: &str,
+    names: &[String],
+    host_ports: &[(u16, u16)],
+) -> Vec<RunningPod> {
     let cri = tb.cri(node).await;
     let dir = tb.containerd_dir(node);
     let mut set = tokio::task::JoinSet::new();
@@ -169,6 +180,7 @@ async fn run_pods(tb: &Testbed, node: &str, names: &[String]) -> Vec<RunningPod>
             dir.clone(),
             PathBuf::from(format!("/run/netns/{}", tb.netns(node))),
             name.clone(),
+            host_ports.to_vec(),
             Duration::from_secs(90),
         ));
     }
@@ -315,25 +327,23 @@ async fn twenty_pods_through_the_cri_at_once_get_custom_networking_addresses_and
     let names: Vec<String> = (0..20).map(|i| format!("web-{i:02}")).collect();
     let peer_name = ["peer".to_string()];
     let (pods_a, peer) = tokio::join!(
-        run_pods(&tb, "node-a", &names),
-        run_pods(&tb, "node-b", &peer_name)
+        run_pods(&tb, "node-a", &names, &[]),
+        run_pods(&tb, "node-b", &peer_name, &[(LISTENER_PORT, PEER_HOST_PORT)])
     );
     let peer = peer.into_iter().next().unwrap();
     assert_eq!(pods_a.len(), 20);
     assert_ipamd_agrees(&tb, "node-a", &pods_a, POD_SUBNET_A);
     assert_ipamd_agrees(&tb, "node-b", std::slice::from_ref(&peer), "100.64.32.0/19");
 
-    // containerd passed the pod's identity in CNI_ARGS (ipamd's metadata above) and ran the
-    // whole conflist: portmap's chain exists in the node.
-    let nat = String::from_utf8(
-        std::process::Command::new("ip")
-            .args(["netns", "exec", &tb.netns("node-a"), "iptables-save", "-t", "nat"])
-            .output()
-            .unwrap()
-            .stdout,
+    // containerd ran the whole conflist: portmap, chained after aws-cni, serves the peer's
+    // hostPort on its node.
+    let node_b = tb.node("node-b")["primary_ip"].as_str().unwrap().parse::<Ipv4Addr>().unwrap();
+    let body = http_get_from(
+        &PathBuf::from(format!("/run/netns/{}", tb.netns("node-b"))),
+        SocketAddr::from((node_b, PEER_HOST_PORT)),
     )
-    .unwrap();
-    assert!(nat.contains("CNI-HOSTPORT"), "portmap did not run:\n{nat}");
+    .unwrap_or_else(|e| panic!("hostPort {PEER_HOST_PORT} on node-b: {e}"));
+    assert_eq!(body, "default/peer");
 
     // Traffic: every pod from the pod on the other node and back, and out to the internet.
     let _inet = listen_in(&format!("{}-inet", tb.prefix), internet());
@@ -375,7 +385,7 @@ async fn stopped_sandboxes_release_their_address_and_removed_ones_leave_nothing(
         ", MAX_ENI: \"2\", IP_COOLDOWN_PERIOD: \"5\"",
     )));
     let names: Vec<String> = (0..9).map(|i| format!("p{i}")).collect();
-    let pods = run_pods(&tb, "node-a", &names).await;
+    let pods = run_pods(&tb, "node-a", &names, &[]).await;
     assert_ipamd_agrees(&tb, "node-a", &pods, POD_SUBNET_A);
     let mut cri = tb.cri("node-a").await;
 
@@ -399,7 +409,7 @@ async fn stopped_sandboxes_release_their_address_and_removed_ones_leave_nothing(
     assert!(!gone.netns.exists(), "the sandbox's namespace is left");
 
     // The only free address cools down: a new pod fails cleanly, then gets it once it may.
-    let next = run_pods(&tb, "node-a", &["p9".to_string()]).await.remove(0);
+    let next = run_pods(&tb, "node-a", &["p9".to_string()], &[]).await.remove(0);
     assert!(
         !next.failures.is_empty(),
         "p9 got {} although the only free address was cooling down",
@@ -427,7 +437,7 @@ async fn stopped_sandboxes_release_their_address_and_removed_ones_leave_nothing(
 async fn pods_keep_their_addresses_and_traffic_across_containerd_restarts() {
     let tb = Testbed::with_agents(Some(&config(&node_a("m5.large"), "")));
     let names: Vec<String> = (0..4).map(|i| format!("p{i}")).collect();
-    let pods = run_pods(&tb, "node-a", &names).await;
+    let pods = run_pods(&tb, "node-a", &names, &[]).await;
     let _inet = listen_in(&format!("{}-inet", tb.prefix), internet());
     let check = |pods: &[RunningPod]| {
         assert_ipamd_agrees(&tb, "node-a", pods, POD_SUBNET_A);
@@ -457,7 +467,7 @@ async fn pods_keep_their_addresses_and_traffic_across_containerd_restarts() {
 
     // The restarted containerd makes new pods and stops the old ones: everything released.
     let mut all = pods.clone();
-    all.extend(run_pods(&tb, "node-a", &["p4".to_string()]).await);
+    all.extend(run_pods(&tb, "node-a", &["p4".to_string()], &[]).await);
     check(&all);
     let mut cri = tb.cri("node-a").await;
     for p in &all {
@@ -483,7 +493,7 @@ async fn ipamd_restarted_while_containerd_creates_pods_leaves_no_address_behind(
         }
         child
     };
-    let (pods, child) = tokio::join!(run_pods(&tb, "node-a", &names), restarts);
+    let (pods, child) = tokio::join!(run_pods(&tb, "node-a", &names, &[]), restarts);
     let retried: usize = pods.iter().map(|p| p.failures.len()).sum();
     eprintln!("16 pods up; {retried} RunPodSandbox call(s) failed and were retried");
 
