@@ -284,7 +284,6 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         }
     }
     restore_checkpoint(&node);
-    recover_from_host_routes(&node, &nl).await;
 
     let primary_link = nl
         .link_by_mac(&netlink::parse_mac(&id.primary_mac).map_err(startup("primary MAC"))?)
@@ -320,6 +319,8 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         external_snat = settings.external_snat,
         "datapath ready"
     );
+    // Last before serving, so a DEL that found ipamd down is seen as late as possible.
+    reconcile_with_host_routes(&node, &nl).await;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -436,10 +437,15 @@ fn restore_checkpoint(node: &Node) {
     }
 }
 
-/// Pods the checkpoint does not know (it was lost or unusable) still have their host routes
-/// (`IP/32 dev <vethPrefix>…`): their addresses are kept as assigned so no new pod gets them.
-/// They are released by GC or when the address is found unrouted after a restart.
-async fn recover_from_host_routes(node: &Node, nl: &Netlink) {
+/// The checkpoint against the node's pod routes (`IP/32 dev <vethPrefix>…` in main, the last
+/// thing the plugin's ADD makes and the first its DEL removes):
+/// - an allocation without its route belongs to a pod that is gone: its ADD failed after ipamd
+///   had assigned (the reply was lost in a crash) or its DEL ran while ipamd was down and
+///   cleaned up from prevResult. Runtimes without CNI GC (containerd 1.6/1.7) never tell ipamd
+///   again, so it is released here (into cooldown);
+/// - a pod route the checkpoint does not know (it was lost or unusable) keeps its address as
+///   assigned so no new pod gets it; released by GC or when found unrouted after a restart.
+async fn reconcile_with_host_routes(node: &Node, nl: &Netlink) {
     let prefix = &node.cli.settings.veth_prefix;
     let (routes, links) = match (nl.routes(254).await, nl.links().await) {
         (Ok(r), Ok(l)) => (r, l),
@@ -448,27 +454,40 @@ async fn recover_from_host_routes(node: &Node, nl: &Netlink) {
             return;
         }
     };
-    let mut st = node.lock();
-    let held: Vec<std::net::Ipv4Addr> = st.ds.allocations().map(|(_, a)| a.ip).collect();
-    let mut recovered = 0;
-    for r in routes
+    let routed: Vec<std::net::Ipv4Addr> = routes
         .iter()
         .filter(|r| r.dst.prefix_len() == 32 && r.gateway.is_none())
-    {
-        let on_pod_veth = r
-            .oif
-            .and_then(|i| links.iter().find(|l| l.index == i))
-            .is_some_and(|l| l.name.starts_with(prefix.as_str()));
-        let ip = r.dst.addr();
-        if !on_pod_veth || held.contains(&ip) {
-            continue;
-        }
+        .filter(|r| {
+            r.oif
+                .and_then(|i| links.iter().find(|l| l.index == i))
+                .is_some_and(|l| l.name.starts_with(prefix.as_str()))
+        })
+        .map(|r| r.dst.addr())
+        .collect();
+    let mut st = node.lock();
+    let now = Time::now();
+    let gone: Vec<(ipam::AllocKey, std::net::Ipv4Addr, String)> = st
+        .ds
+        .allocations()
+        .filter(|(_, a)| !routed.contains(&a.ip))
+        .map(|(k, a)| {
+            let pod = format!("{}/{}", a.metadata.namespace, a.metadata.name);
+            (k.clone(), a.ip, pod)
+        })
+        .collect();
+    for (key, ip, pod) in &gone {
+        st.ds.release(key, now);
+        warn!(%key, %ip, %pod, "released: the pod has no route on the node (gone while ipamd was down)");
+    }
+    let held: Vec<std::net::Ipv4Addr> = st.ds.allocations().map(|(_, a)| a.ip).collect();
+    let mut recovered = 0;
+    for ip in routed.iter().filter(|ip| !held.contains(ip)) {
         let key = ipam::AllocKey::new("aws-cni", &format!("recovered-{ip}"), "eth0");
         let meta = ipam::PodMetadata {
             namespace: String::new(),
             name: "recovered from the host's routes".into(),
         };
-        match st.ds.restore(&key, ip, meta, Time::now()) {
+        match st.ds.restore(&key, *ip, meta, now) {
             Ok(_) => recovered += 1,
             Err(e) => {
                 warn!(%ip, error = %e, "a pod route whose address is not on this node's ENIs")
@@ -480,12 +499,14 @@ async fn recover_from_host_routes(node: &Node, nl: &Netlink) {
             recovered,
             "addresses of running pods the checkpoint did not know were kept from the host's routes"
         );
-        if let Err(e) = checkpoint::store(
+    }
+    if (recovered > 0 || !gone.is_empty())
+        && let Err(e) = checkpoint::store(
             &node.cli.settings.backing_store,
             &Checkpoint::from_datastore(&st.ds),
-        ) {
-            error!(error = %e, "writing the checkpoint");
-        }
+        )
+    {
+        error!(error = %e, "writing the checkpoint");
     }
 }
 

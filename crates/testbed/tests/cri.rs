@@ -258,7 +258,12 @@ fn assert_ipamd_agrees(tb: &Testbed, node: &str, pods: &[RunningPod], subnet: &s
         let history: Vec<&str> = logs
             .iter()
             .flat_map(|l| l.lines())
-            .filter(|l| stray.iter().any(|(id, _)| l.contains(id.as_str())))
+            .filter(|l| {
+                stray.iter().any(|(id, _)| l.contains(id.as_str()))
+                    || l.contains("\"level\":\"error\"")
+                    || l.contains("\"level\":\"ERROR\"")
+                    || l.contains("checkpoint")
+            })
             .collect();
         panic!(
             "ipamd holds addresses for sandboxes that do not exist: {stray:#?}\n{}",
@@ -495,7 +500,10 @@ async fn ipamd_restarted_while_containerd_creates_pods_leaves_no_address_behind(
     };
     let (pods, child) = tokio::join!(run_pods(&tb, "node-a", &names, &[]), restarts);
     let retried: usize = pods.iter().map(|p| p.failures.len()).sum();
-    eprintln!("16 pods up; {retried} RunPodSandbox call(s) failed and were retried");
+    let reclaimed = tb.ipamd_log("node-a").matches("the pod has no route").count();
+    eprintln!(
+        "16 pods up; {retried} RunPodSandbox call(s) failed and were retried; ipamd reclaimed {reclaimed} address(es) of sandboxes whose ADD failed in a crash"
+    );
 
     // Once things settle, ipamd holds exactly the live sandboxes' addresses.
     let live: BTreeSet<String> = pods.iter().map(|p| p.sandbox.clone()).collect();
@@ -512,12 +520,27 @@ async fn ipamd_restarted_while_containerd_creates_pods_leaves_no_address_behind(
         pods.len(),
         "containerd keeps sandboxes the kubelet did not ask for"
     );
-    for p in &pods {
+
+    // A pod stopped while ipamd is down: containerd's DEL cleans the node up and succeeds, and
+    // nothing will tell ipamd again (containerd runs no CNI GC); ipamd releases the address
+    // when it comes back, because the pod's route is gone.
+    let mut child = child.unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (gone, rest) = pods.split_first().unwrap();
+    let veth = host_veth(&tb, "node-a", gone.ip);
+    cri.stop_pod_sandbox(&gone.sandbox).await.unwrap();
+    cri.remove_pod_sandbox(&gone.sandbox).await.unwrap();
+    assert_nothing_left(&tb, "node-a", gone.ip, &veth);
+    let mut child = tb.start_ipamd("node-a");
+    assert_ipamd_agrees(&tb, "node-a", rest, POD_SUBNET_A);
+    for p in rest {
         cri.stop_pod_sandbox(&p.sandbox).await.unwrap();
         cri.remove_pod_sandbox(&p.sandbox).await.unwrap();
     }
     assert_ipamd_agrees(&tb, "node-a", &[], POD_SUBNET_A);
-    drop(child);
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 /// `vpc-testbed pod add|del --runtime cri`, as a person tries it.
