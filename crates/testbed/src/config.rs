@@ -363,10 +363,8 @@ mod tests {
     fn a_node_runs_containerd_only_when_asked() {
         let c = Config::load(None).unwrap();
         assert!(c.nodes.iter().all(|n| n.runtime == NodeRuntime::None));
-        let text = DEFAULT_CONFIG.replace(
-            "subnet: nodes-a,",
-            "subnet: nodes-a, runtime: containerd,",
-        );
+        let text =
+            DEFAULT_CONFIG.replace("subnet: nodes-a,", "subnet: nodes-a, runtime: containerd,");
         let c = Config::parse(&text).unwrap();
         assert_eq!(c.nodes[0].runtime, NodeRuntime::Containerd);
         assert_eq!(c.nodes[1].runtime, NodeRuntime::None);

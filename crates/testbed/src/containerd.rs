@@ -123,7 +123,10 @@ fn find_program(name: &'static str) -> Result<PathBuf, ContainerdError> {
 fn toml_string(p: &Path) -> String {
     format!(
         "\"{}\"",
-        p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"")
+        p.display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
     )
 }
 
@@ -221,8 +224,11 @@ pub fn prepare(node_dir: &NodeDir) -> Result<ContainerdDir, ContainerdError> {
     for (name, target) in plugins {
         let link = dir.cni_bin().join(&name);
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&target, &link)
-            .map_err(dir.io(format!("link {} to {}", link.display(), target.display())))?;
+        std::os::unix::fs::symlink(&target, &link).map_err(dir.io(format!(
+            "link {} to {}",
+            link.display(),
+            target.display()
+        )))?;
     }
     let runc = find_program("runc")?;
     let text = config_toml(&dir, &node_dir.cni_conf_dir(), &runc);
@@ -405,7 +411,10 @@ pub fn build_images(images_dir: &Path) -> Result<PathBuf, ContainerdError> {
     let index = serde_json::json!({"schemaVersion": 2, "manifests": manifests});
     for (file, text) in [
         ("index.json", index.to_string()),
-        ("oci-layout", r#"{"imageLayoutVersion":"1.0.0"}"#.to_string()),
+        (
+            "oci-layout",
+            r#"{"imageLayoutVersion":"1.0.0"}"#.to_string(),
+        ),
     ] {
         std::fs::write(layout.join(file), text).map_err(io(format!("write {file}")))?;
     }
@@ -439,7 +448,10 @@ fn run_tar(args: &[&str]) -> Result<(), ContainerdError> {
 pub fn pids(dir: &ContainerdDir) -> Vec<i32> {
     let config = dir.config().display().to_string();
     crate::sweep::pids_matching(|cmdline| {
-        cmdline.split('\0').next().is_some_and(|argv0| argv0.ends_with("containerd"))
+        cmdline
+            .split('\0')
+            .next()
+            .is_some_and(|argv0| argv0.ends_with("containerd"))
             && cmdline.contains(&config)
     })
 }
@@ -571,9 +583,16 @@ pub fn shim_socket(dir: &ContainerdDir, id: &str) -> PathBuf {
 /// Sockets of the run's shims that were killed before they could remove them.
 pub fn sweep_shim_sockets(state_dir: &Path) -> Vec<String> {
     let mut errors = Vec::new();
-    for node in std::fs::read_dir(state_dir.join("nodes")).into_iter().flatten().flatten() {
+    for node in std::fs::read_dir(state_dir.join("nodes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let dir = ContainerdDir::of(&NodeDir(node.path()));
-        let tasks = dir.state().join("io.containerd.runtime.v2.task").join(NAMESPACE);
+        let tasks = dir
+            .state()
+            .join("io.containerd.runtime.v2.task")
+            .join(NAMESPACE);
         for task in std::fs::read_dir(tasks).into_iter().flatten().flatten() {
             let socket = shim_socket(&dir, &task.file_name().to_string_lossy());
             match std::fs::remove_file(&socket) {

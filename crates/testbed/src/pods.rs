@@ -277,7 +277,10 @@ pub fn del(prefix: &str, node: &str, name: &str, namespace: &str) -> Result<(), 
     let record: Option<PodRecord> = std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
-    if record.as_ref().is_some_and(|r| r.runtime == PodRuntime::Cri) {
+    if record
+        .as_ref()
+        .is_some_and(|r| r.runtime == PodRuntime::Cri)
+    {
         return del_cri(prefix, node, name, namespace);
     }
     let netns_name = format!("{}-{node}-{namespace}-{name}", prefix);

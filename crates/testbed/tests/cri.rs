@@ -333,7 +333,12 @@ async fn twenty_pods_through_the_cri_at_once_get_custom_networking_addresses_and
     let peer_name = ["peer".to_string()];
     let (pods_a, peer) = tokio::join!(
         run_pods(&tb, "node-a", &names, &[]),
-        run_pods(&tb, "node-b", &peer_name, &[(LISTENER_PORT, PEER_HOST_PORT)])
+        run_pods(
+            &tb,
+            "node-b",
+            &peer_name,
+            &[(LISTENER_PORT, PEER_HOST_PORT)]
+        )
     );
     let peer = peer.into_iter().next().unwrap();
     assert_eq!(pods_a.len(), 20);
@@ -342,7 +347,11 @@ async fn twenty_pods_through_the_cri_at_once_get_custom_networking_addresses_and
 
     // containerd ran the whole conflist: portmap, chained after aws-cni, serves the peer's
     // hostPort on its node.
-    let node_b = tb.node("node-b")["primary_ip"].as_str().unwrap().parse::<Ipv4Addr>().unwrap();
+    let node_b = tb.node("node-b")["primary_ip"]
+        .as_str()
+        .unwrap()
+        .parse::<Ipv4Addr>()
+        .unwrap();
     let body = http_get_from(
         &PathBuf::from(format!("/run/netns/{}", tb.netns("node-b"))),
         SocketAddr::from((node_b, PEER_HOST_PORT)),
@@ -366,7 +375,11 @@ async fn twenty_pods_through_the_cri_at_once_get_custom_networking_addresses_and
         peer.ip
     );
     let out = cri
-        .exec_sync(&pods_a[3].container, &["sh", "-c", &request], Duration::from_secs(10))
+        .exec_sync(
+            &pods_a[3].container,
+            &["sh", "-c", &request],
+            Duration::from_secs(10),
+        )
         .await
         .unwrap();
     assert!(
@@ -414,7 +427,9 @@ async fn stopped_sandboxes_release_their_address_and_removed_ones_leave_nothing(
     assert!(!gone.netns.exists(), "the sandbox's namespace is left");
 
     // The only free address cools down: a new pod fails cleanly, then gets it once it may.
-    let next = run_pods(&tb, "node-a", &["p9".to_string()], &[]).await.remove(0);
+    let next = run_pods(&tb, "node-a", &["p9".to_string()], &[])
+        .await
+        .remove(0);
     assert!(
         !next.failures.is_empty(),
         "p9 got {} although the only free address was cooling down",
@@ -500,7 +515,10 @@ async fn ipamd_restarted_while_containerd_creates_pods_leaves_no_address_behind(
     };
     let (pods, child) = tokio::join!(run_pods(&tb, "node-a", &names, &[]), restarts);
     let retried: usize = pods.iter().map(|p| p.failures.len()).sum();
-    let reclaimed = tb.ipamd_log("node-a").matches("the pod has no route").count();
+    let reclaimed = tb
+        .ipamd_log("node-a")
+        .matches("the pod has no route")
+        .count();
     eprintln!(
         "16 pods up; {retried} RunPodSandbox call(s) failed and were retried; ipamd reclaimed {reclaimed} address(es) of sandboxes whose ADD failed in a crash"
     );
@@ -508,7 +526,11 @@ async fn ipamd_restarted_while_containerd_creates_pods_leaves_no_address_behind(
     // Once things settle, ipamd holds exactly the live sandboxes' addresses.
     let live: BTreeSet<String> = pods.iter().map(|p| p.sandbox.clone()).collect();
     wait_for(Duration::from_secs(10), || {
-        ipamd_holds(&tb, "node-a").keys().cloned().collect::<BTreeSet<_>>() == live
+        ipamd_holds(&tb, "node-a")
+            .keys()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            == live
     });
     assert_ipamd_agrees(&tb, "node-a", &pods, POD_SUBNET_A);
     for (a, b) in pods.iter().zip(pods.iter().cycle().skip(1)) {
@@ -552,13 +574,19 @@ fn the_cli_makes_and_deletes_a_pod_through_the_cri() {
         "",
     )));
     // A node without containerd says so.
-    let out = vpc_testbed(&tb.prefix, &["pod", "add", "node-b", "web", "--runtime", "cri"]);
+    let out = vpc_testbed(
+        &tb.prefix,
+        &["pod", "add", "node-b", "web", "--runtime", "cri"],
+    );
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("node-b runs no containerd"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = vpc_testbed(&tb.prefix, &["pod", "add", "node-a", "web", "--runtime", "cri"]);
+    let out = vpc_testbed(
+        &tb.prefix,
+        &["pod", "add", "node-a", "web", "--runtime", "cri"],
+    );
     assert!(
         out.status.success(),
         "pod add --runtime cri: {}\n{}",
@@ -581,7 +609,10 @@ fn the_cli_makes_and_deletes_a_pod_through_the_cri() {
     )
     .unwrap();
     assert_eq!(body, "default/web");
-    let out = vpc_testbed(&tb.prefix, &["exec", "node-a/web", "--", "ip", "-4", "-o", "addr"]);
+    let out = vpc_testbed(
+        &tb.prefix,
+        &["exec", "node-a/web", "--", "ip", "-4", "-o", "addr"],
+    );
     assert!(
         String::from_utf8_lossy(&out.stdout).contains(&format!("{ip}/32")),
         "{}",
@@ -590,12 +621,24 @@ fn the_cli_makes_and_deletes_a_pod_through_the_cri() {
     let status = vpc_testbed(&tb.prefix, &["status"]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("default/web"));
     // A second add of the same pod is refused; --conflist does not apply to the CRI.
-    let again = vpc_testbed(&tb.prefix, &["pod", "add", "node-a", "web", "--runtime", "cri"]);
+    let again = vpc_testbed(
+        &tb.prefix,
+        &["pod", "add", "node-a", "web", "--runtime", "cri"],
+    );
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
     let bad = vpc_testbed(
         &tb.prefix,
-        &["pod", "add", "node-a", "x", "--runtime", "cri", "--conflist", "/dev/null"],
+        &[
+            "pod",
+            "add",
+            "node-a",
+            "x",
+            "--runtime",
+            "cri",
+            "--conflist",
+            "/dev/null",
+        ],
     );
     assert!(String::from_utf8_lossy(&bad.stderr).contains("apply to --runtime cni"));
 
@@ -609,6 +652,9 @@ fn the_cli_makes_and_deletes_a_pod_through_the_cri() {
     assert_nothing_left(&tb, "node-a", ip, &veth);
     assert!(!netns.exists());
     assert!(ipamd_holds(&tb, "node-a").is_empty());
-    let out = vpc_testbed(&tb.prefix, &["pod", "del", "node-a", "web", "--runtime", "cri"]);
+    let out = vpc_testbed(
+        &tb.prefix,
+        &["pod", "del", "node-a", "web", "--runtime", "cri"],
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no sandbox for pod default/web"));
 }
