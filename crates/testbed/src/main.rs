@@ -184,14 +184,7 @@ fn main() -> ExitCode {
 
 /// Alive and not a zombie (a demo's own `up` leaves its daemon as an unreaped child).
 fn daemon_alive(status: &Status) -> bool {
-    std::fs::read_to_string(format!("/proc/{}/stat", status.daemon_pid))
-        .ok()
-        .and_then(|s| {
-            s.rsplit(')')
-                .next()
-                .map(|rest| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+    sweep::alive(status.daemon_pid as i32)
 }
 
 fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), String> {

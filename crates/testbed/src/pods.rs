@@ -36,6 +36,13 @@ pub struct PodRecord {
     pub runtime: PodRuntime,
 }
 
+impl PodRecord {
+    fn save(&self, path: &Path) -> Result<(), TestbedError> {
+        ipam::checkpoint::write_atomic(path, &serde_json::to_vec_pretty(self).unwrap_or_default())
+            .map_err(|e| other(format!("{}: {e}", path.display())))
+    }
+}
+
 /// Who makes a pod: the testbed running the node's conflist itself, or the node's containerd
 /// asked through its CRI (which then runs the conflist on its own schedule).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -170,6 +177,11 @@ fn netconf(list: &Value, i: usize, version: &str, prev: Option<&Value>) -> Value
     conf
 }
 
+/// The status of a testbed that is up.
+fn running(prefix: &str) -> Result<Status, TestbedError> {
+    Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))
+}
+
 fn node_of<'a>(
     status: &'a Status,
     node: &str,
@@ -188,8 +200,7 @@ pub fn add(
     namespace: &str,
     options: &PodOptions,
 ) -> Result<Value, TestbedError> {
-    let status =
-        Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
+    let status = running(prefix)?;
     let n = node_of(&status, node)?;
     let conflist_path = match &options.conflist {
         Some(p) => p.clone(),
@@ -260,18 +271,12 @@ pub fn add(
         result: result.clone(),
         runtime: PodRuntime::Cni,
     };
-    let path = record_path(prefix, node, namespace, name);
-    ipam::checkpoint::write_atomic(
-        &path,
-        &serde_json::to_vec_pretty(&record).unwrap_or_default(),
-    )
-    .map_err(|e| other(format!("{}: {e}", path.display())))?;
+    record.save(&record_path(prefix, node, namespace, name))?;
     Ok(result)
 }
 
 pub fn del(prefix: &str, node: &str, name: &str, namespace: &str) -> Result<(), TestbedError> {
-    let status =
-        Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
+    let status = running(prefix)?;
     let n = node_of(&status, node)?;
     let path = record_path(prefix, node, namespace, name);
     let record: Option<PodRecord> = std::fs::read_to_string(&path)
@@ -336,8 +341,7 @@ pub fn invoke(
     namespace: &str,
     command: &str,
 ) -> Result<Value, TestbedError> {
-    let status =
-        Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
+    let status = running(prefix)?;
     let n = node_of(&status, node)?;
     let path = record_path(prefix, node, namespace, name);
     let record: PodRecord = serde_json::from_str(
@@ -366,8 +370,7 @@ pub fn invoke(
 /// attachment; ipamd releases whatever else its plugin's network holds (e.g. the address of a
 /// pod deleted while ipamd was down).
 pub fn gc(prefix: &str, node: &str) -> Result<(), TestbedError> {
-    let status =
-        Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
+    let status = running(prefix)?;
     let n = node_of(&status, node)?;
     let p = NodeDir::new(Path::new(&status.state_dir), node).conflist();
     let list: Value = serde_json::from_str(
@@ -472,8 +475,7 @@ pub fn add_cri(
     name: &str,
     namespace: &str,
 ) -> Result<Value, TestbedError> {
-    let status =
-        Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
+    let status = running(prefix)?;
     let (socket, dir) = containerd_of(&status, node)?;
     let path = record_path(prefix, node, namespace, name);
     if path.exists() {
@@ -532,19 +534,14 @@ pub fn add_cri(
         result: result.clone(),
         runtime: PodRuntime::Cri,
     };
-    ipam::checkpoint::write_atomic(
-        &path,
-        &serde_json::to_vec_pretty(&record).unwrap_or_default(),
-    )
-    .map_err(|e| other(format!("{}: {e}", path.display())))?;
+    record.save(&path)?;
     Ok(result)
 }
 
 /// StopPodSandbox (containerd runs CNI DEL) and RemovePodSandbox for every sandbox of the pod
 /// the node's containerd knows.
 pub fn del_cri(prefix: &str, node: &str, name: &str, namespace: &str) -> Result<(), TestbedError> {
-    let status =
-        Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
+    let status = running(prefix)?;
     let (socket, _) = containerd_of(&status, node)?;
     let removed = cri::block_on(async {
         let mut cri = Cri::connect(&socket).await?;

@@ -14,7 +14,7 @@ fn signal(pid: i32, sig: Signal) {
 }
 
 /// Exists and is not a zombie (whose parent has yet to reap it).
-pub(crate) fn alive(pid: i32) -> bool {
+pub fn alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {

@@ -303,6 +303,17 @@ fn assert_nothing_left(tb: &Testbed, node: &str, addr: Ipv4Addr, veth: &str) {
     );
 }
 
+/// StopPodSandbox and RemovePodSandbox of each pod, as for a deleted pod: its route, rules and
+/// veth go.
+async fn stop_and_remove(tb: &Testbed, cri: &mut Cri, pods: &[RunningPod]) {
+    for p in pods {
+        let veth = host_veth(tb, "node-a", p.ip);
+        cri.stop_pod_sandbox(&p.sandbox).await.unwrap();
+        cri.remove_pod_sandbox(&p.sandbox).await.unwrap();
+        assert_nothing_left(tb, "node-a", p.ip, &veth);
+    }
+}
+
 fn internet() -> SocketAddr {
     SocketAddr::from((
         testbed::fabric::INTERNET_HOST.parse::<Ipv4Addr>().unwrap(),
@@ -443,12 +454,7 @@ async fn stopped_sandboxes_release_their_address_and_removed_ones_leave_nothing(
     assert_reaches(&live[0], &live[8]);
 
     // Everything stopped and removed: nothing held, nothing left on the node.
-    for p in &live {
-        let veth = host_veth(&tb, "node-a", p.ip);
-        cri.stop_pod_sandbox(&p.sandbox).await.unwrap();
-        cri.remove_pod_sandbox(&p.sandbox).await.unwrap();
-        assert_nothing_left(&tb, "node-a", p.ip, &veth);
-    }
+    stop_and_remove(&tb, &mut cri, &live).await;
     assert_ipamd_agrees(&tb, "node-a", &[], POD_SUBNET_A);
     assert!(cri.list_pod_sandboxes().await.unwrap().is_empty());
 }
@@ -489,13 +495,7 @@ async fn pods_keep_their_addresses_and_traffic_across_containerd_restarts() {
     let mut all = pods.clone();
     all.extend(run_pods(&tb, "node-a", &["p4".to_string()], &[]).await);
     check(&all);
-    let mut cri = tb.cri("node-a").await;
-    for p in &all {
-        let veth = host_veth(&tb, "node-a", p.ip);
-        cri.stop_pod_sandbox(&p.sandbox).await.unwrap();
-        cri.remove_pod_sandbox(&p.sandbox).await.unwrap();
-        assert_nothing_left(&tb, "node-a", p.ip, &veth);
-    }
+    stop_and_remove(&tb, &mut tb.cri("node-a").await, &all).await;
     assert_ipamd_agrees(&tb, "node-a", &[], POD_SUBNET_A);
     drop(children);
 }
@@ -549,17 +549,11 @@ async fn ipamd_restarted_while_containerd_creates_pods_leaves_no_address_behind(
     let mut child = child.unwrap();
     child.kill().unwrap();
     child.wait().unwrap();
-    let (gone, rest) = pods.split_first().unwrap();
-    let veth = host_veth(&tb, "node-a", gone.ip);
-    cri.stop_pod_sandbox(&gone.sandbox).await.unwrap();
-    cri.remove_pod_sandbox(&gone.sandbox).await.unwrap();
-    assert_nothing_left(&tb, "node-a", gone.ip, &veth);
+    let (gone, rest) = pods.split_at(1);
+    stop_and_remove(&tb, &mut cri, gone).await;
     let mut child = tb.start_ipamd("node-a");
     assert_ipamd_agrees(&tb, "node-a", rest, POD_SUBNET_A);
-    for p in rest {
-        cri.stop_pod_sandbox(&p.sandbox).await.unwrap();
-        cri.remove_pod_sandbox(&p.sandbox).await.unwrap();
-    }
+    stop_and_remove(&tb, &mut cri, rest).await;
     assert_ipamd_agrees(&tb, "node-a", &[], POD_SUBNET_A);
     child.kill().unwrap();
     child.wait().unwrap();

@@ -348,15 +348,7 @@ pub fn iptables_packets(ns: &str, table: &str, chain: &str, target: &str) -> u64
 
 /// The process exists and is not a zombie waiting for init to reap it.
 pub fn process_running(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or_default()
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
+    ::testbed::sweep::alive(pid)
 }
 
 impl Testbed {
