@@ -31,6 +31,7 @@ const APPLETS: [&str; 14] = [
 /// Every pod cgroup of a run lives under `/vpc-testbed/<prefix>-<node>` in each hierarchy.
 pub const CGROUP_ROOT: &str = "vpc-testbed";
 const CGROUP_FS: &str = "/sys/fs/cgroup";
+const SETUP: &str = "run scripts/setup";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerdError {
@@ -40,8 +41,12 @@ pub enum ContainerdError {
         what: String,
         source: std::io::Error,
     },
-    #[error("{what} is missing ({path}): run scripts/setup")]
-    Missing { what: &'static str, path: String },
+    #[error("{what} is missing ({path}): {fix}")]
+    Missing {
+        what: &'static str,
+        path: String,
+        fix: &'static str,
+    },
     #[error("`{command}` failed: {output}")]
     Command { command: String, output: String },
     #[error("containerd of {node} did not serve its CRI within {limit:?}: {problem}\n{log}")]
@@ -117,6 +122,7 @@ fn find_program(name: &'static str) -> Result<PathBuf, ContainerdError> {
         .ok_or(ContainerdError::Missing {
             what: name,
             path: "PATH".into(),
+            fix: SETUP,
         })
 }
 
@@ -209,14 +215,16 @@ pub fn prepare(node_dir: &NodeDir) -> Result<ContainerdDir, ContainerdError> {
     let aws_cni = sibling_binary("aws-cni", "VPC_TESTBED_AWS_CNI");
     if !aws_cni.is_file() {
         return Err(ContainerdError::Missing {
-            what: "the aws-cni binary (cargo build --workspace --bins)",
+            what: "the aws-cni binary",
             path: aws_cni.display().to_string(),
+            fix: "cargo build --workspace --bins",
         });
     }
     let mut plugins = vec![("aws-cni".to_string(), aws_cni)];
     let system = std::fs::read_dir(SYSTEM_CNI_DIR).map_err(|_| ContainerdError::Missing {
         what: "containernetworking-plugins",
         path: SYSTEM_CNI_DIR.into(),
+        fix: SETUP,
     })?;
     for e in system.flatten() {
         plugins.push((e.file_name().to_string_lossy().into_owned(), e.path()));
@@ -352,6 +360,7 @@ pub fn build_images(images_dir: &Path) -> Result<PathBuf, ContainerdError> {
         return Err(ContainerdError::Missing {
             what: "busybox-static",
             path: busybox.display().to_string(),
+            fix: SETUP,
         });
     }
     std::fs::copy(busybox, rootfs.join("bin/busybox"))

@@ -1,5 +1,6 @@
 //! `vpc-testbed`: bring a VPC of network namespaces up and down, inspect it, run commands in it.
 
+use std::io::{Read, Seek};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -203,8 +204,13 @@ fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), Stri
     }
     let dir = state_dir(prefix);
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let log =
-        std::fs::File::create(daemon::log_path(prefix)).map_err(|e| format!("daemon log: {e}"))?;
+    let log = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(daemon::log_path(prefix))
+        .map_err(|e| format!("daemon log: {e}"))?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(exe);
     cmd.args(["--prefix", prefix, "daemon"]);
@@ -217,6 +223,8 @@ fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), Stri
     if no_agents {
         cmd.arg("--no-agents");
     }
+    // Read through our own handle: a daemon that fails sweeps its state directory, log included.
+    let mut log_reader = log.try_clone().map_err(|e| e.to_string())?;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
@@ -231,9 +239,13 @@ fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), Stri
             break;
         }
         if let Ok(Some(code)) = child.try_wait() {
+            let mut text = String::new();
+            let _ = log_reader.rewind();
+            let _ = log_reader.read_to_string(&mut text);
+            let lines: Vec<&str> = text.lines().collect();
             return Err(format!(
                 "the testbed daemon stopped ({code}) before it was ready:\n{}",
-                daemon::tail(&daemon::log_path(prefix), 30)
+                lines[lines.len().saturating_sub(30)..].join("\n")
             ));
         }
         if started.elapsed() > limit {
