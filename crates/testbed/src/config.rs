@@ -360,6 +360,20 @@ mod tests {
     }
 
     #[test]
+    fn the_containerd_example_is_the_default_testbed_with_containerd_on_every_node() {
+        let text = include_str!("../testbed-containerd.yaml");
+        let body = |t: &str| {
+            t.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| l.replace(" runtime: containerd,", ""))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(body(text), body(DEFAULT_CONFIG), "the example drifted");
+        let c = Config::parse(text).unwrap();
+        assert!(c.nodes.iter().all(|n| n.runtime == NodeRuntime::Containerd));
+    }
+
+    #[test]
     fn a_node_runs_containerd_only_when_asked() {
         let c = Config::load(None).unwrap();
         assert!(c.nodes.iter().all(|n| n.runtime == NodeRuntime::None));
