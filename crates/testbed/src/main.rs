@@ -267,8 +267,13 @@ fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), Stri
     );
     for n in &s.nodes {
         println!(
-            "  {:<10} {:<20} {:<12} {:<12} netns {}",
-            n.name, n.instance_id, n.az, n.primary_ip, n.netns
+            "  {:<10} {:<20} {:<12} {:<12} netns {}{}",
+            n.name,
+            n.instance_id,
+            n.az,
+            n.primary_ip,
+            n.netns,
+            runtime_note(n)
         );
     }
     Ok(())
@@ -297,6 +302,14 @@ fn down(prefix: &str) -> Result<(), String> {
     }
 }
 
+/// ", containerd (CRI <socket>)" for a node running one.
+fn runtime_note(n: &testbed::state::NodeStatus) -> String {
+    n.cri_socket
+        .as_ref()
+        .map(|s| format!(", containerd (CRI {s})"))
+        .unwrap_or_default()
+}
+
 fn status(prefix: &str, json: bool) -> Result<(), String> {
     let s = Status::read(prefix).ok_or_else(|| format!("testbed {prefix} is not up"))?;
     if !daemon_alive(&s) {
@@ -318,8 +331,13 @@ fn status(prefix: &str, json: bool) -> Result<(), String> {
     );
     for n in &s.nodes {
         println!(
-            "  node {:<10} {:<20} {:<12} {:<12} netns {}",
-            n.name, n.instance_id, n.az, n.primary_ip, n.netns
+            "  node {:<10} {:<20} {:<12} {:<12} netns {}{}",
+            n.name,
+            n.instance_id,
+            n.az,
+            n.primary_ip,
+            n.netns,
+            runtime_note(n)
         );
     }
     for p in &s.pods {
