@@ -272,6 +272,32 @@ fn assert_ipamd_agrees(tb: &Testbed, node: &str, pods: &[RunningPod], subnet: &s
     }
 }
 
+/// The node routes exactly the pods' addresses to pod veths and has no other pod veth: failed
+/// sandboxes left nothing behind.
+fn assert_node_routes_only(tb: &Testbed, node: &str, pods: &[RunningPod]) {
+    let ns = tb.netns(node);
+    let routed: BTreeSet<Ipv4Addr> = ip(&ns, &["route", "show"])
+        .lines()
+        .filter(|l| l.contains(" dev eni"))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    let want: BTreeSet<Ipv4Addr> = pods.iter().map(|p| p.ip).collect();
+    assert_eq!(routed, want, "the node's pod routes are not the live pods'");
+    let veths = ip(&ns, &["-o", "link"])
+        .lines()
+        .filter(|l| {
+            l.split(':')
+                .nth(1)
+                .is_some_and(|n| n.trim().starts_with("eni"))
+        })
+        .count();
+    assert_eq!(
+        veths,
+        pods.len(),
+        "pod veths on {node} besides the live pods'"
+    );
+}
+
 /// The host veth of the route to `ip` on the node.
 fn host_veth(tb: &Testbed, node: &str, addr: Ipv4Addr) -> String {
     let route = ip(&tb.netns(node), &["route", "show", &format!("{addr}/32")]);
@@ -354,6 +380,7 @@ async fn twenty_pods_through_the_cri_at_once_get_custom_networking_addresses_and
     let peer = peer.into_iter().next().unwrap();
     assert_eq!(pods_a.len(), 20);
     assert_ipamd_agrees(&tb, "node-a", &pods_a, POD_SUBNET_A);
+    assert_node_routes_only(&tb, "node-a", &pods_a);
     assert_ipamd_agrees(&tb, "node-b", std::slice::from_ref(&peer), "100.64.32.0/19");
 
     // containerd ran the whole conflist: portmap, chained after aws-cni, serves the peer's
@@ -533,6 +560,7 @@ async fn ipamd_restarted_while_containerd_creates_pods_leaves_no_address_behind(
             == live
     });
     assert_ipamd_agrees(&tb, "node-a", &pods, POD_SUBNET_A);
+    assert_node_routes_only(&tb, "node-a", &pods);
     for (a, b) in pods.iter().zip(pods.iter().cycle().skip(1)) {
         assert_reaches(a, b);
     }
