@@ -424,6 +424,24 @@ impl Testbed {
                 &log[log.len().saturating_sub(3000)..]
             );
         }
+        // Introspection starts next to the gRPC server, not before it.
+        let ns = netns::Netns::named(&self.netns(node)).unwrap();
+        let introspection = || {
+            ns.run(|| {
+                ::testbed::emulator::http_json(
+                    61679,
+                    "GET",
+                    "/v1/pool",
+                    None,
+                    Duration::from_secs(2),
+                )
+            })
+            .is_ok_and(|r| r.is_ok())
+        };
+        assert!(
+            wait_for(Duration::from_secs(10), introspection).is_some(),
+            "ipamd on {node} serves gRPC but not its introspection"
+        );
         child
     }
 }
