@@ -266,15 +266,7 @@ fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), Stri
         s.nodes.len()
     );
     for n in &s.nodes {
-        println!(
-            "  {:<10} {:<20} {:<12} {:<12} netns {}{}",
-            n.name,
-            n.instance_id,
-            n.az,
-            n.primary_ip,
-            n.netns,
-            runtime_note(n)
-        );
+        println!("  {}", node_line(n));
     }
     Ok(())
 }
@@ -302,12 +294,17 @@ fn down(prefix: &str) -> Result<(), String> {
     }
 }
 
-/// ", containerd (CRI <socket>)" for a node running one.
-fn runtime_note(n: &testbed::state::NodeStatus) -> String {
-    n.cri_socket
+/// Name, instance, zone, address, namespace, and its containerd's CRI socket if it runs one.
+fn node_line(n: &testbed::state::NodeStatus) -> String {
+    let runtime = n
+        .cri_socket
         .as_ref()
         .map(|s| format!(", containerd (CRI {s})"))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    format!(
+        "{:<10} {:<20} {:<12} {:<12} netns {}{runtime}",
+        n.name, n.instance_id, n.az, n.primary_ip, n.netns
+    )
 }
 
 fn status(prefix: &str, json: bool) -> Result<(), String> {
@@ -330,15 +327,7 @@ fn status(prefix: &str, json: bool) -> Result<(), String> {
         s.ec2_endpoint, s.region, s.vpc_id
     );
     for n in &s.nodes {
-        println!(
-            "  node {:<10} {:<20} {:<12} {:<12} netns {}{}",
-            n.name,
-            n.instance_id,
-            n.az,
-            n.primary_ip,
-            n.netns,
-            runtime_note(n)
-        );
+        println!("  node {}", node_line(n));
     }
     for p in &s.pods {
         println!(
