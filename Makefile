@@ -2,12 +2,12 @@
 SHELL := /bin/bash
 VENV := .venv
 
-.PHONY: setup test lint unit fuzz-smoke emulator-test manifests demo bench fuzz soak
+.PHONY: setup test lint unit emulator-test manifests demo bench fuzz soak
 
 setup:
 	@scripts/setup
 
-test: setup lint unit fuzz-smoke emulator-test manifests
+test: setup lint unit emulator-test manifests
 
 lint:
 	cargo fmt --all -- --check
@@ -17,10 +17,8 @@ lint:
 unit:
 	cargo nextest run --workspace --no-fail-fast
 
-# A few seconds of each fuzz target; `make fuzz` runs each for FUZZ_SECONDS (default 300).
-fuzz-smoke:
-	scripts/fuzz $${FUZZ_SMOKE_SECONDS:-5}
-
+# Every fuzz target under libFuzzer for FUZZ_SECONDS (default 300) each. `make test` runs the
+# committed seeds through the same targets as an ordinary test (crates/fuzz-targets).
 fuzz: setup
 	scripts/fuzz $${FUZZ_SECONDS:-300}
 

@@ -11,6 +11,9 @@ check failed. Subcommands:
   crd CRD                        structural-schema and printer-column rules the API server enforces
   same-crd A B                   the two files hold the same CRD (deploy/crd.yaml and the chart's copy)
   same-daemonset A B             the two DaemonSets have the same name, selector and pod spec
+  startup FILE                   ipamd survives its wait for the API server (a startup probe of at
+                                 least 4 minutes before liveness), and the init container, privileged,
+                                 loosens the primary interface's rp_filter
   env FILE CONTAINER NAME=VALUE|NAME=- ...
                                  the container's env holds NAME once with VALUE, or not at all (-)
 
@@ -343,6 +346,37 @@ def cmd_env(path: str, container: str, expectations: list[str]) -> None:
             ok(f"{path}: {container} {name}={want}")
 
 
+# ipamd's bounded wait for the API server (crates/cluster/src/connect.rs) is about three minutes.
+API_SERVER_WAIT_SECONDS = 240
+
+
+def cmd_startup(path: str) -> None:
+    pod = daemonset(path)["spec"]["template"]["spec"]
+    node = [c for c in pod.get("containers", []) if c["name"] == "aws-node"]
+    if len(node) != 1:
+        fail(f"{path}: container aws-node", "not found")
+        return
+    probe = node[0].get("startupProbe")
+    if not probe:
+        fail(f"{path}: aws-node startupProbe", "missing: the liveness probe would kill ipamd while it waits for the API server")
+    else:
+        budget = probe.get("initialDelaySeconds", 0) + probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3)
+        if budget < API_SERVER_WAIT_SECONDS:
+            fail(f"{path}: aws-node startupProbe", f"allows {budget} s, less than the {API_SERVER_WAIT_SECONDS} s ipamd may wait for the API server")
+        else:
+            ok(f"{path}: aws-node startupProbe allows {budget} s before liveness")
+    init = [c for c in pod.get("initContainers", []) if c["name"] == "aws-vpc-cni-init"]
+    if len(init) != 1:
+        fail(f"{path}: init container aws-vpc-cni-init", "not found")
+        return
+    privileged = (init[0].get("securityContext") or {}).get("privileged") is True
+    sets = "--primary-rp-filter" in (init[0].get("command") or [])
+    if privileged and sets:
+        ok(f"{path}: the privileged init container sets the primary interface's rp_filter")
+    else:
+        fail(f"{path}: init container rp_filter", f"privileged={privileged}, --primary-rp-filter={sets}: /proc/sys is read-only otherwise")
+
+
 def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__)
@@ -363,6 +397,8 @@ def main(argv: list[str]) -> int:
         cmd_same_daemonset(args[0], args[1])
     elif cmd == "env":
         cmd_env(args[0], args[1], args[2:])
+    elif cmd == "startup":
+        cmd_startup(args[0])
     else:
         print(f"unknown subcommand {cmd!r}\n{__doc__}", file=sys.stderr)
         return 2

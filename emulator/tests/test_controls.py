@@ -101,6 +101,39 @@ def test_injected_latency(ec2, emu):
     assert time.monotonic() - started < 0.4
 
 
+def test_late_answer_after_the_action(ec2, emu, net):
+    """after_ms: EC2 does the action, then the answer is late (count times): a client that
+    timed out must find the action done."""
+    eni = ec2.create_network_interface(SubnetId=net.subnet, SecondaryPrivateIpAddressCount=2)
+    eni_id = eni["NetworkInterface"]["NetworkInterfaceId"]
+    secondary = [a["PrivateIpAddress"] for a in eni["NetworkInterface"]["PrivateIpAddresses"] if not a["Primary"]]
+    emu.control("POST", "/_testbed/faults", {"action": "UnassignPrivateIpAddresses", "after_ms": 600, "count": 1})
+    started = time.monotonic()
+    ec2.unassign_private_ip_addresses(NetworkInterfaceId=eni_id, PrivateIpAddresses=secondary[:1])
+    assert time.monotonic() - started >= 0.6
+    left = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni_id])["NetworkInterfaces"][0]
+    assert secondary[0] not in [a["PrivateIpAddress"] for a in left["PrivateIpAddresses"]]
+    # The count is spent: the next answer is on time.
+    started = time.monotonic()
+    ec2.unassign_private_ip_addresses(NetworkInterfaceId=eni_id, PrivateIpAddresses=secondary[1:])
+    assert time.monotonic() - started < 0.6
+    emu.control("DELETE", "/_testbed/faults")
+
+
+def test_an_error_after_the_action_was_done(ec2, emu, net):
+    """done: EC2 does the action and still answers with the injected error."""
+    eni = ec2.create_network_interface(SubnetId=net.subnet, SecondaryPrivateIpAddressCount=1)
+    eni_id = eni["NetworkInterface"]["NetworkInterfaceId"]
+    secondary = [a["PrivateIpAddress"] for a in eni["NetworkInterface"]["PrivateIpAddresses"] if not a["Primary"]]
+    emu.control("POST", "/_testbed/faults", {"action": "UnassignPrivateIpAddresses", "error_code": "InvalidParameterValue", "done": True, "count": 1})
+    with pytest.raises(ClientError) as exc:
+        ec2.unassign_private_ip_addresses(NetworkInterfaceId=eni_id, PrivateIpAddresses=secondary)
+    assert error_code(exc) == "InvalidParameterValue"
+    left = ec2.describe_network_interfaces(NetworkInterfaceIds=[eni_id])["NetworkInterfaces"][0]
+    assert secondary[0] not in [a["PrivateIpAddress"] for a in left["PrivateIpAddresses"]]
+    emu.control("DELETE", "/_testbed/faults")
+
+
 def test_call_counts(ec2, emu, net):
     emu.control("DELETE", "/_testbed/calls")
     ec2.create_network_interface(SubnetId=net.subnet)

@@ -96,19 +96,15 @@ class EmulatorApp:
             return self._raw(start_response, 400, ec2_error_body("MissingAction", "The request must contain the parameter Action"))
 
         started = time.monotonic()
-        latency, fault = self.emu.faults.decide(action)
+        latency, fault, after = self.emu.faults.decide(action)
         if latency > 0:
             time.sleep(latency)
         if not self.emu.throttle.allow(action):
             self.emu.calls.record(action, False, "RequestLimitExceeded")
             log.info("EC2 %s -> 503 RequestLimitExceeded (throttled)", action)
             return self._raw(start_response, 503, ec2_error_body("RequestLimitExceeded", "Request limit exceeded."))
-        if fault is not None:
-            code = fault.error_code or "InternalError"
-            message = fault.message or _default_message(code, action)
-            self.emu.calls.record(action, False, code)
-            log.info("EC2 %s -> %d %s (injected)", action, fault.status() or 400, code)
-            return self._raw(start_response, fault.status() or 400, ec2_error_body(code, message))
+        if fault is not None and not fault.done:
+            return self._injected(start_response, action, fault)
 
         captured: dict[str, Any] = {}
 
@@ -134,6 +130,9 @@ class EmulatorApp:
             ok = code < 300
             if ok and is_mutating(action):
                 self.emu.version.bump()
+        if fault is not None:
+            # Done, and yet the caller is told it failed (an answer lost on the way back).
+            return self._injected(start_response, action, fault)
         error_code = None if ok else _error_code_of(out)
         self.emu.calls.record(action, ok, error_code)
         if ok and action in ("RunInstances", "TerminateInstances", "StartInstances", "StopInstances"):
@@ -145,10 +144,20 @@ class EmulatorApp:
             f" {error_code}" if error_code else "",
             (time.monotonic() - started) * 1000,
         )
+        if after > 0:
+            # Done, but the answer is late: a client with a shorter timeout never sees it.
+            time.sleep(after)
         headers = [(k, v) for k, v in captured["headers"] if k.lower() not in ("content-length", "transfer-encoding", "connection")]
         headers.append(("Content-Length", str(len(out))))
         start_response(captured["status"], headers)
         return [out]
+
+    def _injected(self, start_response: StartResponse, action: str, fault: Fault) -> list[bytes]:
+        code = fault.error_code or "InternalError"
+        message = fault.message or _default_message(code, action)
+        self.emu.calls.record(action, False, code)
+        log.info("EC2 %s -> %d %s (injected%s)", action, fault.status() or 400, code, ", after doing it" if fault.done else "")
+        return self._raw(start_response, fault.status() or 400, ec2_error_body(code, message))
 
     # -- control endpoint ----------------------------------------------------
 

@@ -83,6 +83,11 @@ class Fault:
     count: int | None = None  # errors still to inject; None = unlimited
     latency_ms: int = 0
     http_status: int | None = None
+    # Delay of the answer after EC2 has done the action: the caller times out on a call that
+    # took effect (the "did it or not?" case). Counted by ``count`` when there is no error.
+    after_ms: int = 0
+    # The injected error is returned after EC2 has done the action.
+    done: bool = False
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> "Fault":
@@ -99,6 +104,8 @@ class Fault:
             count=None if count is None else int(count),
             latency_ms=int(doc.get("latency_ms", 0) or 0),
             http_status=None if status is None else int(status),
+            after_ms=int(doc.get("after_ms", 0) or 0),
+            done=bool(doc.get("done", False)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -110,6 +117,8 @@ class Fault:
             "count": self.count,
             "latency_ms": self.latency_ms,
             "http_status": self.status(),
+            "after_ms": self.after_ms,
+            "done": self.done,
         }
 
     def status(self) -> int | None:
@@ -142,9 +151,11 @@ class Faults:
         with self._lock:
             return [f.to_json() for f in self._rules.values()]
 
-    def decide(self, action: str) -> tuple[float, Fault | None]:
-        """(latency in seconds, the fault whose error to return or None)."""
+    def decide(self, action: str) -> tuple[float, Fault | None, float]:
+        """(latency in seconds, the fault whose error to return or None, the delay of the
+        answer after the action was done)."""
         latency = 0.0
+        after = 0.0
         chosen = None
         with self._lock:
             for key in (action, "*"):
@@ -157,7 +168,12 @@ class Faults:
                         if rule.count is not None:
                             rule.count -= 1
                         chosen = rule
-        return latency, chosen
+                if rule.after_ms and not rule.error_code and (rule.count is None or rule.count > 0):
+                    if self._rng.random() < rule.rate:
+                        if rule.count is not None:
+                            rule.count -= 1
+                        after = max(after, rule.after_ms / 1000.0)
+        return latency, chosen, after
 
 
 # EC2's published token-bucket sizes (bucket capacity, refill per second).

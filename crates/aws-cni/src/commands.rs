@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use netlink::{MAIN_TABLE, Netlink};
 use netns::Netns;
-use rpc::{AddNetworkRequest, DelNetworkRequest};
+use rpc::{AddNetworkRequest, DelNetworkRequest, GarbageCollectRequest, ValidAttachment};
 use serde_json::json;
 use tonic::Code as GrpcCode;
 
@@ -36,45 +36,65 @@ fn from_status(s: tonic::Status) -> CniError {
     CniError::new(code, format!("ipamd: {}", s.message()))
 }
 
-fn host_if(conf: &NetConf, env: &CniEnv) -> String {
-    pod::host_veth_name(
-        &conf.veth_prefix,
-        env.pod_namespace(),
-        env.pod_name(),
-        &env.container_id,
-    )
-}
-
 fn node_netlink_err(e: netlink::NetlinkError) -> CniError {
     CniError::new(Code::Io, format!("netlink on the node: {e}"))
 }
 
-pub async fn add(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniError> {
-    let mut client = rpc::connect(&conf.ipamd_address, IPAMD_TIMEOUT)
-        .await
-        .map_err(|e| ipamd_down(&conf.ipamd_address, e))?;
-    let request = AddNetworkRequest {
-        client_version: CLIENT_VERSION.to_string(),
-        k8s_pod_name: env.pod_name().to_string(),
-        k8s_pod_namespace: env.pod_namespace().to_string(),
-        k8s_pod_infra_container_id: env.infra_container_id().to_string(),
-        netns: env.netns.clone(),
-        if_name: env.if_name.clone(),
-        network_name: conf.name.clone(),
-        container_id: env.container_id.clone(),
-        requires_multi_nic_attachment: false,
-    };
-    let reply = client
-        .add_network(request)
-        .await
-        .map_err(from_status)?
-        .into_inner();
+/// One invocation's view of the pod: what ipamd is told and what the node names after it.
+pub struct Sandbox<'a> {
+    pub env: &'a CniEnv,
+    pub conf: &'a NetConf,
+}
+
+impl Sandbox<'_> {
+    pub fn host_if(&self) -> String {
+        pod::host_veth_name(
+            &self.conf.veth_prefix,
+            self.env.pod_namespace(),
+            self.env.pod_name(),
+            &self.env.container_id,
+        )
+    }
+
+    pub fn add_request(&self) -> AddNetworkRequest {
+        let (env, conf) = (self.env, self.conf);
+        AddNetworkRequest {
+            client_version: CLIENT_VERSION.to_string(),
+            k8s_pod_name: env.pod_name().to_string(),
+            k8s_pod_namespace: env.pod_namespace().to_string(),
+            k8s_pod_infra_container_id: env.infra_container_id().to_string(),
+            netns: env.netns.clone(),
+            if_name: env.if_name.clone(),
+            network_name: conf.name.clone(),
+            container_id: env.container_id.clone(),
+            requires_multi_nic_attachment: false,
+        }
+    }
+
+    pub fn del_request(&self, reason: &str) -> DelNetworkRequest {
+        let (env, conf) = (self.env, self.conf);
+        DelNetworkRequest {
+            client_version: CLIENT_VERSION.to_string(),
+            k8s_pod_name: env.pod_name().to_string(),
+            k8s_pod_namespace: env.pod_namespace().to_string(),
+            k8s_pod_infra_container_id: env.infra_container_id().to_string(),
+            reason: reason.to_string(),
+            if_name: env.if_name.clone(),
+            network_name: conf.name.clone(),
+            container_id: env.container_id.clone(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The address and table ipamd's AddNetwork reply carries.
+fn allocation(reply: &rpc::AddNetworkReply) -> Result<(Ipv4Addr, u32), CniError> {
     let meta = reply
         .ip_allocation_metadata
         .first()
         .filter(|_| reply.success)
         .ok_or_else(|| CniError::new(Code::Plugin, "ipamd answered without an address"))?;
-    let ip: Ipv4Addr = meta.i_pv4_addr.parse().map_err(|_| {
+    let ip = meta.i_pv4_addr.parse().map_err(|_| {
         CniError::new(
             Code::Plugin,
             format!(
@@ -87,7 +107,23 @@ pub async fn add(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniE
         .ok()
         .filter(|t| *t > 0)
         .unwrap_or(MAIN_TABLE);
-    let host_if = host_if(conf, env);
+    Ok((ip, table))
+}
+
+/// ADD: an address from ipamd, then the datapath; any failure after the address undoes what was
+/// built and gives the address back.
+pub async fn add(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniError> {
+    let sandbox = Sandbox { env, conf };
+    let mut client = rpc::connect(&conf.ipamd_address, IPAMD_TIMEOUT)
+        .await
+        .map_err(|e| ipamd_down(&conf.ipamd_address, e))?;
+    let reply = client
+        .add_network(sandbox.add_request())
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    let (ip, table) = allocation(&reply)?;
+    let host_if = sandbox.host_if();
     let spec = PodSpec {
         host_if: &host_if,
         pod_if: &env.if_name,
@@ -101,40 +137,26 @@ pub async fn add(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniE
         env.pod_name(),
         env.container_id
     ));
-
-    let built = async {
-        let pod_ns = Netns::open(&env.netns).map_err(|e| CniError::new(Code::Io, e.to_string()))?;
-        let node = Netlink::connect().await.map_err(node_netlink_err)?;
-        let built = pod::build(&node, &pod_ns, &spec).await;
-        Ok::<_, CniError>((node, built))
-    }
-    .await;
-    let failure = match built {
-        Ok((_, Ok(b))) => {
+    let failure = match build(env, &spec).await {
+        Ok(built) => {
             let result = render(
                 &conf.cni_version,
                 &AddResult {
                     host_if: &host_if,
-                    host_mac: &netlink::format_mac(&b.host.mac.unwrap_or_default()),
+                    host_mac: &netlink::format_mac(&built.host.mac.unwrap_or_default()),
                     pod_if: &env.if_name,
-                    pod_mac: &netlink::format_mac(&b.pod_mac),
+                    pod_mac: &netlink::format_mac(&built.pod_mac),
                     sandbox: &env.netns,
                     ip,
                 },
             );
             return Ok(result.to_string());
         }
-        Ok((node, Err(e))) => {
-            for leftover in pod::remove(&node, &host_if, Some(ip), Some(table)).await {
-                log.error(&format!("undoing a failed ADD: {leftover}"));
-            }
-            e
-        }
-        Err(e) => e,
+        Err(failure) => failure,
     };
     // Give the address back: nothing of a failed ADD stays behind.
     if let Err(e) = client
-        .del_network(del_request(env, conf, "PodSetupFailed"))
+        .del_network(sandbox.del_request("PodSetupFailed"))
         .await
     {
         log.error(&format!("releasing {ip} after a failed ADD: {e}"));
@@ -143,60 +165,140 @@ pub async fn add(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniE
     Err(failure)
 }
 
-fn del_request(env: &CniEnv, conf: &NetConf, reason: &str) -> DelNetworkRequest {
-    DelNetworkRequest {
-        client_version: CLIENT_VERSION.to_string(),
-        k8s_pod_name: env.pod_name().to_string(),
-        k8s_pod_namespace: env.pod_namespace().to_string(),
-        k8s_pod_infra_container_id: env.infra_container_id().to_string(),
-        reason: reason.to_string(),
-        if_name: env.if_name.clone(),
-        network_name: conf.name.clone(),
-        container_id: env.container_id.clone(),
-        ..Default::default()
+/// Builds the pod's datapath; on failure, undoes what was built before returning the error.
+async fn build(env: &CniEnv, spec: &PodSpec<'_>) -> Result<pod::Built, CniError> {
+    let pod_ns = Netns::open(&env.netns).map_err(|e| CniError::new(Code::Io, e.to_string()))?;
+    let node = Netlink::connect().await.map_err(node_netlink_err)?;
+    match pod::build(&node, &pod_ns, spec).await {
+        Ok(b) => Ok(b),
+        Err(e) => {
+            let undo = pod::Undo {
+                node: &node,
+                host_if: spec.host_if,
+                ip: spec.ip,
+                table: spec.table,
+            };
+            let leftovers = undo.run().await;
+            if leftovers.is_empty() {
+                Err(e)
+            } else {
+                let left: Vec<String> = leftovers.iter().map(ToString::to_string).collect();
+                Err(CniError::new(
+                    e.code,
+                    format!("{e}; undoing it left: {}", left.join("; ")),
+                ))
+            }
+        }
     }
 }
 
+/// What ipamd said to a DEL.
+enum Released {
+    /// The container held this address (and its ENI's table, when not main).
+    Address(Option<Ipv4Addr>, Option<u32>),
+    /// The container holds nothing (already released, or never known).
+    Nothing,
+    /// ipamd could not be asked.
+    Unreachable,
+}
+
+/// DEL removes only what belongs to this sandbox: its own host veth (see
+/// [`pod::sandbox_veth`]) and the rules of the address this container held. `prevResult` is
+/// used only when ipamd cannot be asked, and even then an address the node routes to another
+/// pod's veth is left alone: a late DEL must never tear down the pod that got the address next.
 pub async fn del(env: &CniEnv, conf: &NetConf, log: &Log) -> Result<String, CniError> {
-    let request = del_request(env, conf, "PodDeleted");
+    let sandbox = Sandbox { env, conf };
+    let request = sandbox.del_request("PodDeleted");
     let released = match rpc::connect(&conf.ipamd_address, IPAMD_TIMEOUT).await {
         Ok(mut client) => match client.del_network(request).await {
-            Ok(reply) => reply.into_inner().ip_allocation_metadata.first().map(|m| {
-                (
+            Ok(reply) => match reply.into_inner().ip_allocation_metadata.first() {
+                Some(m) => Released::Address(
                     m.i_pv4_addr.parse().ok(),
-                    u32::try_from(m.route_table_id).ok(),
-                )
-            }),
+                    u32::try_from(m.route_table_id).ok().filter(|t| *t > 0),
+                ),
+                None => Released::Nothing,
+            },
             Err(e) => {
                 log.error(&format!(
                     "DEL: ipamd refused: {e}; cleaning up from prevResult"
                 ));
-                None
+                Released::Unreachable
             }
         },
         Err(e) => {
             log.error(&format!(
                 "DEL: ipamd is not reachable ({e}); cleaning up from prevResult"
             ));
-            None
+            Released::Unreachable
         }
     };
-    let (ip, table) = match released {
-        Some((ip, table)) => (ip.or(conf.prev_ip()), table.filter(|t| *t > 0)),
-        None => (conf.prev_ip(), None),
-    };
     let node = Netlink::connect().await.map_err(node_netlink_err)?;
-    let host_if = host_if(conf, env);
-    let errors = pod::remove(&node, &host_if, ip, table).await;
+    let host_if = sandbox.host_if();
+    // DEL may come with no namespace, or after it is gone.
+    let pod_ns = (!env.netns.is_empty())
+        .then(|| Netns::open(&env.netns).ok())
+        .flatten();
+    let veth = pod::sandbox_veth(
+        &node,
+        &host_if,
+        pod_ns.as_ref(),
+        &env.if_name,
+        conf.prev_host_mac(&host_if),
+    )
+    .await
+    .map_err(node_netlink_err)?;
+    if veth.is_none() && node.link_by_name(&host_if).await.ok().flatten().is_some() {
+        log.info(&format!(
+            "DEL container {}: {host_if} belongs to another sandbox of the pod: left alone",
+            env.container_id
+        ));
+    }
+    let candidates: Vec<(Ipv4Addr, Option<u32>)> = match released {
+        Released::Address(ip, table) => ip
+            .or(conf.prev_ip())
+            .map(|ip| (ip, table))
+            .into_iter()
+            .collect(),
+        // ipamd no longer ties an address to this container (its checkpoint was lost, or the
+        // DEL is repeated): the sandbox's own veth names its address.
+        Released::Nothing => match &veth {
+            Some(link) => pod::routed_via(&node, link)
+                .await
+                .map_err(node_netlink_err)?
+                .into_iter()
+                .map(|ip| (ip, None))
+                .collect(),
+            None => Vec::new(),
+        },
+        Released::Unreachable => conf.prev_ip().map(|ip| (ip, None)).into_iter().collect(),
+    };
+    let mut addresses = Vec::new();
+    for (ip, table) in candidates {
+        match pod::routed_to(&node, ip).await.map_err(node_netlink_err)? {
+            Some(oif) if veth.as_ref().is_none_or(|v| v.index != oif) => log.info(&format!(
+                "DEL container {}: {ip} is routed to another pod now: its rules are left alone",
+                env.container_id
+            )),
+            _ => addresses.push((ip, table)),
+        }
+    }
+    let errors = pod::remove(&node, veth.as_ref(), &addresses).await;
     if !errors.is_empty() {
+        let left: Vec<String> = errors.iter().map(ToString::to_string).collect();
         return Err(CniError::new(
             Code::Io,
-            format!("DEL left something behind: {}", errors.join("; ")),
+            format!("DEL left something behind: {}", left.join("; ")),
         ));
     }
     log.info(&format!(
-        "DEL container {} ({:?}) done",
-        env.container_id, ip
+        "DEL container {} done: rules of {:?} removed, veth {}",
+        env.container_id,
+        addresses.iter().map(|(ip, _)| ip).collect::<Vec<_>>(),
+        if veth.is_some() {
+            "deleted"
+        } else {
+            "not ours or gone"
+        }
     ));
     Ok(String::new())
 }
@@ -217,7 +319,7 @@ pub async fn check(env: &CniEnv, conf: &NetConf) -> Result<String, CniError> {
         .first()
         .copied()
         .unwrap_or(MAIN_TABLE);
-    let host_if = host_if(conf, env);
+    let host_if = Sandbox { env, conf }.host_if();
     let spec = PodSpec {
         host_if: &host_if,
         pod_if: &env.if_name,
@@ -262,75 +364,39 @@ pub fn version(conf_version: Option<&str>) -> String {
         .to_string()
 }
 
-/// Introspection of the node's ipamd (loopback in the node's namespace, where the plugin runs).
-const INTROSPECTION: &str = "127.0.0.1:61679";
-
-async fn allocations() -> Result<Vec<(String, String, String)>, CniError> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fail = |e: String| {
-        CniError::new(
-            Code::TryAgainLater,
-            format!("GC: ipamd introspection at {INTROSPECTION}: {e}"),
-        )
-    };
-    let mut s = tokio::time::timeout(IPAMD_TIMEOUT, tokio::net::TcpStream::connect(INTROSPECTION))
-        .await
-        .map_err(|_| fail("timed out".into()))?
-        .map_err(|e| fail(e.to_string()))?;
-    s.write_all(b"GET /v1/enis HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let mut raw = Vec::new();
-    tokio::time::timeout(IPAMD_TIMEOUT, s.read_to_end(&mut raw))
-        .await
-        .map_err(|_| fail("timed out".into()))?
-        .map_err(|e| fail(e.to_string()))?;
-    let text = String::from_utf8_lossy(&raw);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| fail(e.to_string()))?;
-    let mut out = Vec::new();
-    for eni in v["enis"].as_array().into_iter().flatten() {
-        for a in eni["addresses"].as_array().into_iter().flatten() {
-            let k = &a["key"];
-            if let (Some(n), Some(c), Some(i)) = (
-                k["network_name"].as_str(),
-                k["container_id"].as_str(),
-                k["if_name"].as_str(),
-            ) {
-                out.push((n.to_string(), c.to_string(), i.to_string()));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Releases this network's allocations whose attachment the runtime no longer lists.
+/// CNI GC: asks ipamd to release this network's allocations whose attachment the runtime no
+/// longer lists. CNI 1.1 requires `cni.dev/valid-attachments`: without it nothing is released
+/// (an empty list would mean "release every pod").
 pub async fn gc(conf: &NetConf, log: &Log) -> Result<String, CniError> {
-    let valid = conf.valid_attachments.clone().unwrap_or_default();
+    let valid = conf.valid_attachments.clone().ok_or_else(|| {
+        CniError::new(
+            Code::InvalidConfig,
+            "GC needs cni.dev/valid-attachments (CNI 1.1): nothing was released",
+        )
+    })?;
     let mut client = rpc::connect(&conf.ipamd_address, IPAMD_TIMEOUT)
         .await
         .map_err(|e| ipamd_down(&conf.ipamd_address, e))?;
-    for (network, container, if_name) in allocations().await? {
-        if network != conf.name
-            || valid
-                .iter()
-                .any(|(c, i)| *c == container && (i.is_empty() || *i == if_name))
-        {
-            continue;
-        }
-        let request = DelNetworkRequest {
+    let reply = client
+        .garbage_collect(GarbageCollectRequest {
             client_version: CLIENT_VERSION.to_string(),
-            reason: "GC".to_string(),
-            if_name: if_name.clone(),
-            network_name: network.clone(),
-            container_id: container.clone(),
-            ..Default::default()
-        };
-        client.del_network(request).await.map_err(from_status)?;
-        log.info(&format!("GC released {network}/{container}/{if_name}"));
+            network_name: conf.name.clone(),
+            valid_attachments: valid
+                .into_iter()
+                .map(|(container_id, if_name)| ValidAttachment {
+                    container_id,
+                    if_name,
+                })
+                .collect(),
+        })
+        .await
+        .map_err(from_status)?
+        .into_inner();
+    for r in &reply.released {
+        log.info(&format!(
+            "GC released {} of network {}",
+            r.i_pv4_addr, conf.name
+        ));
     }
     Ok(String::new())
 }

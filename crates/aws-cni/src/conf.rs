@@ -136,6 +136,18 @@ impl NetConf {
         })
     }
 
+    /// The host veth's MAC recorded in `prevResult` (the interface named `host_if` without a
+    /// sandbox): a random MAC per ADD, so it tells this sandbox's veth from a later one's.
+    pub fn prev_host_mac(&self, host_if: &str) -> Option<[u8; 6]> {
+        let interfaces = self.prev_result.as_ref()?.get("interfaces")?.as_array()?;
+        interfaces.iter().find_map(|i| {
+            if i.get("name")?.as_str()? != host_if || i.get("sandbox").is_some() {
+                return None;
+            }
+            netlink::parse_mac(i.get("mac")?.as_str()?).ok()
+        })
+    }
+
     /// The pod address recorded in `prevResult` (DEL without ipamd, CHECK).
     pub fn prev_ip(&self) -> Option<Ipv4Addr> {
         let ips = self.prev_result.as_ref()?.get("ips")?.as_array()?;
@@ -262,6 +274,21 @@ mod tests {
                 .code,
             Code::InvalidConfig
         );
+    }
+
+    #[test]
+    fn prev_result_host_mac() {
+        let c = NetConf::parse(br#"{"cniVersion":"1.0.0","prevResult":{"interfaces":[{"name":"eni1","mac":"02:aa:bb:cc:dd:ee"},{"name":"eth0","mac":"02:00:00:00:00:01","sandbox":"/run/netns/p"}]}}"#).unwrap();
+        assert_eq!(
+            c.prev_host_mac("eni1"),
+            Some([0x02, 0xaa, 0xbb, 0xcc, 0xdd, 0xee])
+        );
+        assert_eq!(
+            c.prev_host_mac("eth0"),
+            None,
+            "the pod's own interface is not the host veth"
+        );
+        assert_eq!(c.prev_host_mac("eni2"), None);
     }
 
     #[test]

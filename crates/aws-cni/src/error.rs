@@ -7,10 +7,12 @@ pub enum Code {
     IncompatibleVersion = 1,
     UnsupportedField = 2,
     UnknownContainer = 3,
-    InvalidConfig = 4,
+    /// "Invalid necessary environment variables" (CNI_COMMAND, CNI_CONTAINERID, …).
+    InvalidEnv = 4,
     Io = 5,
     Decode = 6,
-    InvalidEnv = 7,
+    /// "Invalid network config".
+    InvalidConfig = 7,
     TryAgainLater = 11,
     /// STATUS: the plugin cannot serve ADDs now.
     NotAvailable = 50,
@@ -33,11 +35,6 @@ impl CniError {
             msg: msg.into(),
             details: String::new(),
         }
-    }
-
-    pub fn with_details(mut self, details: impl Into<String>) -> Self {
-        self.details = details.into();
-        self
     }
 
     pub fn to_json(&self, cni_version: &str) -> String {

@@ -1,18 +1,12 @@
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-use aws_cni::conf::{CniEnv, NetConf};
-
 fn main() -> ExitCode {
     let mut stdin = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut stdin);
-    let version = NetConf::parse(&stdin)
-        .map(|c| c.cni_version)
-        .unwrap_or_else(|_| "1.1.0".to_string());
-    let result =
-        CniEnv::from_lookup(|k| std::env::var(k).ok()).and_then(|env| aws_cni::run(&env, &stdin));
+    let outcome = aws_cni::run(|k| std::env::var(k).ok(), &stdin);
     let mut out = std::io::stdout().lock();
-    match result {
+    match outcome.result {
         Ok(text) => {
             if !text.is_empty() {
                 let _ = writeln!(out, "{text}");
@@ -20,7 +14,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            let _ = writeln!(out, "{}", e.to_json(&version));
+            let _ = writeln!(out, "{}", e.to_json(&outcome.cni_version));
             ExitCode::FAILURE
         }
     }

@@ -175,42 +175,141 @@ pub async fn build(node: &Netlink, pod_ns: &Netns, spec: &PodSpec<'_>) -> Result
     })
 }
 
-/// Removes the node's rules and the host veth (the pod end and the host route go with it). Keeps
-/// going past failures; what is already gone counts as removed.
-pub async fn remove(
+/// The host veth named `host_if` if it belongs to this sandbox: its peer is `pod_if` in the
+/// sandbox's namespace, or, the namespace gone, its MAC is the one this sandbox's ADD recorded
+/// (`prevResult`). A new sandbox of the same pod reuses the name: its veth is not ours to delete.
+pub async fn sandbox_veth(
     node: &Netlink,
     host_if: &str,
-    ip: Option<Ipv4Addr>,
-    table: Option<u32>,
-) -> Vec<String> {
+    pod_ns: Option<&Netns>,
+    pod_if: &str,
+    recorded_mac: Option<[u8; 6]>,
+) -> Result<Option<Link>, netlink::NetlinkError> {
+    let Some(host) = node.link_by_name(host_if).await? else {
+        return Ok(None);
+    };
+    if let Some(ns) = pod_ns {
+        let pod = Netlink::connect_in(ns).await?;
+        let ours = pod
+            .link_by_name(pod_if)
+            .await?
+            .is_some_and(|p| p.peer == Some(host.index) && host.peer == Some(p.index));
+        return Ok(ours.then_some(host));
+    }
+    Ok((recorded_mac.is_some() && host.mac == recorded_mac).then_some(host))
+}
+
+/// The addresses the node routes to `link` (`IP/32 dev <link>` in main): its pod's.
+pub async fn routed_via(
+    node: &Netlink,
+    link: &Link,
+) -> Result<Vec<Ipv4Addr>, netlink::NetlinkError> {
+    Ok(node
+        .routes(MAIN_TABLE)
+        .await?
+        .into_iter()
+        .filter(|r| r.dst.prefix_len() == 32 && r.gateway.is_none() && r.oif == Some(link.index))
+        .map(|r| r.dst.addr())
+        .collect())
+}
+
+/// The interface the node routes `ip` to, if any.
+pub async fn routed_to(node: &Netlink, ip: Ipv4Addr) -> Result<Option<u32>, netlink::NetlinkError> {
+    Ok(node
+        .routes(MAIN_TABLE)
+        .await?
+        .into_iter()
+        .find(|r| r.dst == Ipv4Net::from(ip) && r.gateway.is_none())
+        .and_then(|r| r.oif))
+}
+
+/// What a teardown could not remove (what is already gone counts as removed).
+#[derive(Debug, thiserror::Error)]
+pub enum TeardownError {
+    #[error("removing the node's rule {rule}: {source}")]
+    Rule {
+        rule: Rule,
+        source: netlink::NetlinkError,
+    },
+    #[error("looking up the node's from-pod rules of {ip}: {source}")]
+    Lookup {
+        ip: Ipv4Addr,
+        source: netlink::NetlinkError,
+    },
+    #[error("deleting the host veth {name}: {source}")]
+    Veth {
+        name: String,
+        source: netlink::NetlinkError,
+    },
+}
+
+/// Removes the node's rules of each address (`table` None: whatever from-pod rule it has) and
+/// this sandbox's host veth (the pod end and the host route go with it). Keeps going past
+/// failures and returns them all.
+pub async fn remove(
+    node: &Netlink,
+    veth: Option<&Link>,
+    addresses: &[(Ipv4Addr, Option<u32>)],
+) -> Vec<TeardownError> {
     let mut errors = Vec::new();
-    if let Some(ip) = ip {
-        if let Err(e) = node.delete_rule(&to_rule(ip)).await {
-            errors.push(e.to_string());
-        }
+    for (ip, table) in addresses {
+        delete_rule(node, to_rule(*ip), &mut errors).await;
         // Without ipamd the table is unknown: remove any from-pod rule of this address.
         let tables: Vec<u32> = match table {
-            Some(t) if t != MAIN_TABLE => vec![t],
+            Some(t) if *t != MAIN_TABLE => vec![*t],
             Some(_) => Vec::new(),
-            None => match from_rule_tables(node, ip).await {
+            None => match from_rule_tables(node, *ip).await {
                 Ok(tables) => tables,
-                Err(e) => {
-                    errors.push(e.to_string());
+                Err(source) => {
+                    errors.push(TeardownError::Lookup { ip: *ip, source });
                     Vec::new()
                 }
             },
         };
         for t in tables {
-            if let Err(e) = node.delete_rule(&from_rule(ip, t)).await {
-                errors.push(e.to_string());
-            }
+            delete_rule(node, from_rule(*ip, t), &mut errors).await;
         }
     }
-    // The host route goes with its device: one request, no lookup.
-    if let Err(e) = node.delete_link_by_name(host_if).await {
-        errors.push(e.to_string());
+    if let Some(link) = veth
+        && let Err(source) = node.delete_link(link.index).await
+        && !source.is_not_found()
+    {
+        errors.push(TeardownError::Veth {
+            name: link.name.clone(),
+            source,
+        });
     }
     errors
+}
+
+async fn delete_rule(node: &Netlink, rule: Rule, errors: &mut Vec<TeardownError>) {
+    if let Err(source) = node.delete_rule(&rule).await {
+        errors.push(TeardownError::Rule { rule, source });
+    }
+}
+
+/// What an ADD built, to undo when a later step fails: the address's rules and the veth named
+/// `host_if` (by construction this sandbox's: the ADD made it).
+pub struct Undo<'a> {
+    pub node: &'a Netlink,
+    pub host_if: &'a str,
+    pub ip: Ipv4Addr,
+    pub table: u32,
+}
+
+impl Undo<'_> {
+    pub async fn run(self) -> Vec<TeardownError> {
+        let veth = match self.node.link_by_name(self.host_if).await {
+            Ok(v) => v,
+            Err(source) => {
+                return vec![TeardownError::Veth {
+                    name: self.host_if.to_string(),
+                    source,
+                }];
+            }
+        };
+        remove(self.node, veth.as_ref(), &[(self.ip, Some(self.table))]).await
+    }
 }
 
 /// Verifies the pod's interface, address, routes and neighbour, and the node's rules.

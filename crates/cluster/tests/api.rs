@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 //! The Kubernetes side against recorded API exchanges: watches, Events, status, Lease, start-up.
 
 mod support;

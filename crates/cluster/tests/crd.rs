@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 //! The CRD in deploy/ (and the chart's copy) is exactly what the Rust type generates.
 
 use std::path::Path;

@@ -56,6 +56,12 @@ impl Ec2Error {
         }
     }
 
+    /// EC2 may or may not have done what was asked (no answer came back): a caller must read
+    /// the truth before acting as if the call had failed.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, Ec2Error::Transport { .. })
+    }
+
     /// The EC2 error code, or a short label of ours, for metrics.
     pub fn code(&self) -> &str {
         match self {

@@ -11,9 +11,11 @@ mod setup;
 mod types;
 
 pub use error::{Ec2Error, ErrorClass};
-pub use imds::{InstanceIdentity, MetadataError, fetch_identity};
+pub use imds::{
+    InstanceIdentity, Metadata, MetadataEni, MetadataError, MetadataTimeouts, fetch_identity,
+};
 pub use metrics::Ec2Metrics;
-pub use sdk::{RetryMode, SdkEc2, SdkOptions};
+pub use sdk::{DEFAULT_ATTEMPT_TIMEOUT, DEFAULT_OPERATION_TIMEOUT, RetryMode, SdkEc2, SdkOptions};
 pub use setup::{
     Ec2Setup, IngressRule, IngressSource, Instance, InstanceEni, NewSubnet, SecurityGroupDetail,
     VpcCidrBlock, VpcDetail,

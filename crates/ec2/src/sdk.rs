@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{
@@ -41,7 +42,18 @@ pub struct SdkOptions {
     pub retry_mode: RetryMode,
     /// Attempts per call, the first included.
     pub max_attempts: u32,
+    /// One attempt (connect, send, read the answer) gives up after this: a stalled connection
+    /// is retried instead of holding the caller.
+    pub attempt_timeout: Duration,
+    /// A whole call, retries included, gives up after this, so one call can never freeze the
+    /// pool manager.
+    pub operation_timeout: Duration,
 }
+
+/// The defaults of [`SdkOptions`]' timeouts (ipamd's `IPAMD_EC2_ATTEMPT_TIMEOUT`,
+/// `IPAMD_EC2_OPERATION_TIMEOUT`).
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Default for SdkOptions {
     fn default() -> Self {
@@ -49,6 +61,8 @@ impl Default for SdkOptions {
             region: None,
             retry_mode: RetryMode::Standard,
             max_attempts: 5,
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
         }
     }
 }
@@ -83,8 +97,14 @@ impl SdkEc2 {
             RetryMode::Adaptive => RetryConfig::adaptive(),
         }
         .with_max_attempts(options.max_attempts.max(1));
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(options.attempt_timeout)
+            .operation_attempt_timeout(options.attempt_timeout)
+            .operation_timeout(options.operation_timeout)
+            .build();
         let ec2_config = aws_sdk_ec2::config::Builder::from(config)
             .retry_config(retry)
+            .timeout_config(timeouts)
             .interceptor(crate::metrics::AttemptErrors(metrics.clone()))
             .build();
         SdkEc2 {
@@ -540,19 +560,60 @@ impl Ec2 for SdkEc2 {
         }
     }
 
-    async fn detached_enis_tagged_for(
+    async fn detached_enis_tagged(
         &self,
+        vpc_id: &str,
         instance_tag: &str,
-        instance_id: &str,
+        tags: &[(&str, &str)],
     ) -> Result<Vec<NetworkInterface>, Ec2Error> {
-        self.describe_enis(
-            DESCRIBE_ENIS,
-            vec![
-                filter(&format!("tag:{instance_tag}"), &[instance_id]),
-                filter("status", &["available"]),
-            ],
-        )
-        .await
+        let mut filters = vec![
+            filter("vpc-id", &[vpc_id]),
+            filter("tag-key", &[instance_tag]),
+            filter("status", &["available"]),
+        ];
+        filters.extend(tags.iter().map(|(k, v)| filter(&format!("tag:{k}"), &[v])));
+        self.describe_enis(DESCRIBE_ENIS, filters).await
+    }
+
+    async fn live_instances(&self, ids: &[String]) -> Result<Vec<String>, Ec2Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let action = "DescribeInstances";
+        // A filter, not InstanceIds: an id that no longer exists is simply absent instead of
+        // failing the whole call with InvalidInstanceID.NotFound.
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let filters = vec![
+            filter("instance-id", &ids),
+            filter(
+                "instance-state-name",
+                &["pending", "running", "shutting-down", "stopping", "stopped"],
+            ),
+        ];
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .call(
+                    action,
+                    self.client
+                        .describe_instances()
+                        .set_filters(Some(filters.clone()))
+                        .set_next_token(token)
+                        .send(),
+                )
+                .await?;
+            out.extend(
+                page.reservations()
+                    .iter()
+                    .flat_map(|r| r.instances())
+                    .filter_map(|i| i.instance_id().map(str::to_string)),
+            );
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
     }
 
     async fn instance_type_limits(&self, instance_type: &str) -> Result<InstanceLimits, Ec2Error> {

@@ -127,12 +127,19 @@ pub trait Ec2: Send + Sync {
     ) -> impl Future<Output = Result<(), Ec2Error>> + Send;
     /// NotFound counts as success: the ENI is gone either way.
     fn delete_eni(&self, eni_id: &str) -> impl Future<Output = Result<(), Ec2Error>> + Send;
-    /// ENIs tagged for this instance that sit detached: candidates for leak clean-up.
-    fn detached_enis_tagged_for(
+    /// Detached ENIs of the VPC that carry `instance_tag` (any value) and every tag of
+    /// `tags`: candidates for leak clean-up.
+    fn detached_enis_tagged(
         &self,
+        vpc_id: &str,
         instance_tag: &str,
-        instance_id: &str,
+        tags: &[(&str, &str)],
     ) -> impl Future<Output = Result<Vec<NetworkInterface>, Ec2Error>> + Send;
+    /// The instances among `ids` that exist and are not terminated.
+    fn live_instances(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<String>, Ec2Error>> + Send;
     /// For instance types missing from the shipped table.
     fn instance_type_limits(
         &self,

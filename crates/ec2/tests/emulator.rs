@@ -1,6 +1,6 @@
 //! The EC2 client crate against the emulator, over the wire as on EC2.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -183,10 +183,11 @@ async fn full_eni_lifecycle_through_the_client() {
     );
     assert_eq!(class(ec2.delete_eni(&pd.id).await).0, ErrorClass::InUse);
 
-    // Detached ENIs tagged for the instance are what leak clean-up looks at.
+    // Detached ENIs tagged for an instance are what leak clean-up looks at.
     ec2.detach_eni(&attachment_pd, false).await.unwrap();
+    let tag = "node.k8s.amazonaws.com/instance_id";
     let detached = ec2
-        .detached_enis_tagged_for("node.k8s.amazonaws.com/instance_id", "i-test")
+        .detached_enis_tagged(&f.vpc.vpc_id, tag, &[])
         .await
         .unwrap();
     let ids: Vec<&str> = detached.iter().map(|e| e.id.as_str()).collect();
@@ -195,6 +196,22 @@ async fn full_eni_lifecycle_through_the_client() {
         "{ids:?}"
     );
     assert!(!ids.contains(&eni.id.as_str()));
+    let none = ec2
+        .detached_enis_tagged(
+            &f.vpc.vpc_id,
+            tag,
+            &[("cluster.k8s.amazonaws.com/name", "other")],
+        )
+        .await
+        .unwrap();
+    assert!(none.is_empty(), "{none:?}");
+    // The running instance is live; a made-up one is not (and does not fail the call).
+    assert_eq!(
+        ec2.live_instances(&[instance.clone(), "i-0123456789abcdef0".into()])
+            .await
+            .unwrap(),
+        vec![instance.clone()]
+    );
     ec2.delete_eni(&pd.id).await.unwrap();
     ec2.delete_eni(&pd.id)
         .await

@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use crate::{AllocKey, Datastore, PodMetadata, Time};
 
 pub const VERSION: &str = "vpc-cni-ipam/1";
-pub const DEFAULT_PATH: &str = "/var/run/aws-node/ipam.json";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -202,9 +201,12 @@ pub fn load(path: &Path, now: Time) -> Result<Loaded, CheckpointError> {
     }
 }
 
+/// The checkpoint lists every pod with its address: readable by root only.
+pub const MODE: u32 = 0o600;
+
 /// Writes the checkpoint so that a crash leaves either the old or the new file, never a torn one.
 pub fn store(path: &Path, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
-    write_atomic(path, &checkpoint.to_json()).map_err(|source| CheckpointError::Io {
+    write_atomic_mode(path, &checkpoint.to_json(), MODE).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
         source,
     })
@@ -212,6 +214,12 @@ pub fn store(path: &Path, checkpoint: &Checkpoint) -> Result<(), CheckpointError
 
 /// Temporary file beside the target, fsync, rename over the target, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_atomic_mode(path, bytes, 0o644)
+}
+
+/// [`write_atomic`] with the file created with `mode` (the target ends up with it too).
+pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let dir = parent(path);
     fs::create_dir_all(dir)?;
     let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
@@ -222,7 +230,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(mode)
             .open(&tmp)?;
+        // A leftover temporary file of an earlier crash keeps its old mode: set it.
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
         f.write_all(bytes)?;
         f.sync_all()?;
         fs::rename(&tmp, path)?;
@@ -310,6 +321,36 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("ipam.json")]);
+    }
+
+    #[test]
+    fn the_checkpoint_is_private_even_over_an_older_public_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipam.json");
+        fs::write(&path, b"{}").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        // A temporary file left by a crash, world-readable.
+        let tmp = dir
+            .path()
+            .join(format!("ipam.json.tmp-{}", std::process::id()));
+        fs::write(&tmp, b"").unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o666)).unwrap();
+        store(&path, &Checkpoint::parse(THEIRS.as_bytes()).unwrap()).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "checkpoint mode {mode:o}");
+    }
+
+    #[test]
+    fn an_unreadable_checkpoint_is_an_error_not_a_fresh_node() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: reading fails with an I/O error.
+        let path = dir.path().join("ipam.json");
+        fs::create_dir(&path).unwrap();
+        let err = load(&path, Time::from_secs(1)).unwrap_err();
+        assert!(matches!(err, CheckpointError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("ipam.json"), "{err}");
+        assert!(path.is_dir(), "the unreadable checkpoint was touched");
     }
 
     #[test]

@@ -196,11 +196,13 @@ fn release_blocks(s: &PoolSettings, state: &PoolState, count: usize) -> Option<P
     let mut blocks = Vec::new();
     let mut after = state.stats;
     for block in eni.free_blocks.iter().rev().take(count) {
-        let size = block_size(block);
+        // A node that turned prefix delegation on may still hold /32s: only a prefix counts
+        // against the prefix figures.
+        let prefix = usize::from(is_prefix(block));
         let next = Stats {
-            total: after.total - size,
-            total_prefixes: after.total_prefixes - usize::from(s.prefix_delegation),
-            free_prefixes: after.free_prefixes - usize::from(s.prefix_delegation),
+            total: after.total.saturating_sub(block_size(block)),
+            total_prefixes: after.total_prefixes.saturating_sub(prefix),
+            free_prefixes: after.free_prefixes.saturating_sub(prefix),
             ..after
         };
         if shortage(s, &next) > 0 {
@@ -220,6 +222,10 @@ fn block_size(block: &Ipv4Net) -> usize {
     1usize << (32 - block.prefix_len())
 }
 
+fn is_prefix(block: &Ipv4Net) -> bool {
+    block.prefix_len() < 32
+}
+
 /// An ENI that can go: not primary, not excluded, old enough, nothing assigned or cooling down,
 /// and not needed to hold the targets. The newest such ENI goes first.
 fn freeable_eni(s: &PoolSettings, state: &PoolState, now: Time) -> Option<String> {
@@ -234,15 +240,12 @@ fn freeable_eni(s: &PoolSettings, state: &PoolState, now: Time) -> Option<String
                 && e.cooling_down == 0
         })
         .filter(|e| {
-            let prefixes = if s.prefix_delegation {
-                e.blocks.len()
-            } else {
-                0
-            };
+            // Nothing on it is assigned or cooling down, so all its prefixes are free ones.
+            let prefixes = e.blocks.iter().filter(|b| is_prefix(b)).count();
             let after = Stats {
-                total: state.stats.total - e.total,
-                total_prefixes: state.stats.total_prefixes - prefixes,
-                free_prefixes: state.stats.free_prefixes - prefixes,
+                total: state.stats.total.saturating_sub(e.total),
+                total_prefixes: state.stats.total_prefixes.saturating_sub(prefixes),
+                free_prefixes: state.stats.free_prefixes.saturating_sub(prefixes),
                 ..state.stats
             };
             shortage(s, &after) == 0

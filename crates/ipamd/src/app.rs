@@ -6,21 +6,20 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ec2::{Ec2, InstanceIdentity, SdkEc2, SdkOptions};
+use ec2::{Ec2, InstanceIdentity, Metadata, SdkEc2};
 use instance_limits::{LimitsTable, MaxPodsError, MaxPodsOptions, max_pods};
-use ipam::checkpoint::{self, Checkpoint, Loaded};
+use ipam::checkpoint::{self, Loaded};
 use ipam::{Datastore, PoolSettings, Time};
-use netlink::{Netlink, Rule};
+use netlink::Netlink;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::cli::Cli;
-use crate::datapath::eni::{EniRouting, wait_for_link};
-use crate::datapath::{self, snat};
+use crate::datapath;
 use crate::events::EventSink;
-use crate::manager::{Manager, adopt};
+use crate::manager::Manager;
 use crate::metrics::Metrics;
-use crate::node::{Node, NodeState, Target};
+use crate::node::{Node, NodeState};
 use crate::server::Backend;
 use crate::source::ObjectsRx;
 
@@ -38,10 +37,11 @@ fn startup<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> AppErr
     move |e| AppError::Startup(format!("{what}: {e}"))
 }
 
-async fn identity() -> Result<InstanceIdentity, AppError> {
+/// The instance's identity from metadata, retried (bounded) while metadata is not reachable yet.
+async fn identity(metadata: &Metadata) -> Result<InstanceIdentity, AppError> {
     let mut pause = Duration::from_millis(100);
     for attempt in 1..=10 {
-        match ec2::fetch_identity(None).await {
+        match metadata.identity().await {
             Ok(id) => return Ok(id),
             Err(e) if attempt == 10 => return Err(AppError::Identity(e.to_string())),
             Err(e) => {
@@ -52,51 +52,6 @@ async fn identity() -> Result<InstanceIdentity, AppError> {
         }
     }
     Err(AppError::Identity("unreachable".into()))
-}
-
-/// Re-reads the VPC's blocks every IPAMD_VPC_REFRESH_INTERVAL: a block associated after start-up
-/// (custom networking's secondary block) joins the SNAT exclusions without a restart.
-async fn follow_vpc_blocks<C: Ec2>(
-    node: Arc<Node>,
-    ec2: Arc<C>,
-    primary_if: String,
-    mut stop: watch::Receiver<bool>,
-) {
-    let every = Duration::from_secs(node.cli.options.vpc_refresh_interval.max(1));
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
-        }
-        let blocks = match ec2.vpc(&node.identity.vpc_id).await {
-            Ok(Some(v)) if !v.cidrs.is_empty() => v.cidrs,
-            Ok(_) => continue,
-            Err(e) => {
-                warn!(vpc = node.identity.vpc_id, error = %e, "re-reading the VPC's blocks");
-                continue;
-            }
-        };
-        let mut sorted = blocks.clone();
-        sorted.sort();
-        let mut known = node.vpc_cidrs();
-        known.sort();
-        if sorted == known {
-            continue;
-        }
-        info!(vpc = node.identity.vpc_id, blocks = ?blocks, "the VPC's CIDR blocks changed");
-        if let Err(e) = snat::reconcile(
-            &node.cli.settings,
-            &primary_if,
-            node.identity.primary_ip,
-            &blocks,
-        ) {
-            error!(error = %e, "SNAT rules for the VPC's new blocks");
-            continue;
-        }
-        if let Ok(mut b) = node.vpc_blocks.write() {
-            *b = blocks;
-        }
-    }
 }
 
 /// Kubernetes mode: the API server (waited for, bounded) feeds the Node and the ENIConfigs;
@@ -152,7 +107,9 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             "ADDITIONAL_ENI_TAGS: tag keys containing k8s.amazonaws.com are reserved and ignored"
         );
     }
-    let id = identity().await?;
+    let metadata = Metadata::new(None, cli.options.metadata_timeouts())
+        .map_err(|e| AppError::Identity(e.to_string()))?;
+    let id = identity(&metadata).await?;
     info!(
         instance = id.instance_id,
         instance_type = id.instance_type,
@@ -161,16 +118,8 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         "instance identity"
     );
     let metrics = Metrics::new().map_err(startup("metrics"))?;
-    let ec2 = Arc::new(
-        SdkEc2::new(
-            &SdkOptions {
-                region: Some(id.region.clone()),
-                ..Default::default()
-            },
-            metrics.ec2.clone(),
-        )
-        .await,
-    );
+    let ec2 =
+        Arc::new(SdkEc2::new(&cli.options.sdk_options(&id.region), metrics.ec2.clone()).await);
     let limits = match LimitsTable::builtin().get(&id.instance_type) {
         Ok(l) => l.clone(),
         Err(_) => ec2
@@ -240,6 +189,8 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         pool,
         state: std::sync::Mutex::new(NodeState::new(ds)),
         wake: tokio::sync::Notify::new(),
+        reconcile_now: tokio::sync::Notify::new(),
+        metadata,
         metrics,
         objects,
         events,
@@ -247,43 +198,20 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     });
     let nl = Arc::new(Netlink::connect().await.map_err(startup("netlink"))?);
 
-    // What EC2 says this instance has, then what the checkpoint says pods hold.
+    let manager = Manager {
+        node: node.clone(),
+        ec2: ec2.clone(),
+        nl: nl.clone(),
+    };
+    // What EC2 says this instance has (each ENI routed again from its subnet as EC2 reports
+    // it), then what the checkpoint says pods hold.
     let enis = ec2
         .instance_enis(&id.instance_id)
         .await
         .map_err(startup("reading the instance's ENIs"))?;
-    {
-        let mut st = node.lock();
-        for eni in &enis {
-            adopt(&node, &mut st, eni, Time::now());
-        }
-    }
-    for eni in enis.iter().filter(|e| {
-        e.attachment
-            .as_ref()
-            .is_some_and(|a| a.device_index > 0 && a.network_card == 0)
-    }) {
-        let Some(record) = node.lock().ds.eni(&eni.id).cloned() else {
-            continue;
-        };
-        let routing = EniRouting {
-            primary_ip: record.primary_ip,
-            subnet: record.subnet_cidr,
-            table: record.route_table(),
-            mtu: settings.eni_mtu,
-        };
-        match wait_for_link(&nl, &eni.mac, Duration::from_secs(5)).await {
-            Ok(link) => {
-                if let Err(e) = routing.apply(&nl, &link).await {
-                    error!(eni = eni.id, error = %e, "routing an existing ENI");
-                }
-            }
-            Err(e) => {
-                error!(eni = eni.id, error = %e, "an attached ENI has no interface on the node")
-            }
-        }
-    }
-    restore_checkpoint(&node);
+    manager.adopt_enis(&enis).await;
+    restore_checkpoint(&node)?;
+    crate::reconcile::recover_from_host_routes(&node, &nl).await;
 
     let primary_link = nl
         .link_by_mac(&netlink::parse_mac(&id.primary_mac).map_err(startup("primary MAC"))?)
@@ -296,31 +224,12 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             ))
         })?;
     // Replies that arrive on another ENI must not be dropped.
-    if let Err(e) = datapath::sysctl(
-        &format!("net.ipv4.conf.{}.rp_filter", primary_link.name),
-        "2",
-    ) {
-        warn!(error = %e, "rp_filter");
-    }
-    snat::reconcile(settings, &primary_link.name, id.primary_ip, &id.vpc_cidrs)
-        .map_err(startup("SNAT rules"))?;
-    if !settings.external_snat {
-        let rule = Rule {
-            priority: 1024,
-            src: None,
-            dst: None,
-            table: 254,
-            fwmark: Some((settings.connmark, settings.connmark)),
-        };
-        nl.add_rule(&rule).await.map_err(startup("connmark rule"))?;
-    }
-    info!(
-        iptables = "iptables-restore (nf_tables or legacy, as the host's iptables)",
-        external_snat = settings.external_snat,
-        "datapath ready"
-    );
+    node.lock().datapath_problem = datapath::node::loosen_rp_filter(&primary_link.name);
+    datapath::node::setup(&nl, settings, &primary_link, id.primary_ip, &id.vpc_cidrs)
+        .await
+        .map_err(startup("the node's datapath"))?;
     // Last before serving, so a DEL that found ipamd down is seen as late as possible.
-    reconcile_with_host_routes(&node, &nl).await;
+    crate::reconcile::release_unrouted(&node, &nl).await;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -345,17 +254,11 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             shutdown_rx.clone(),
         )));
     }
-    tasks.push(tokio::spawn(follow_vpc_blocks(
+    tasks.push(tokio::spawn(crate::reconcile::follow_vpc_blocks(
         node.clone(),
-        ec2.clone(),
-        primary_link.name.clone(),
+        nl.clone(),
         shutdown_rx.clone(),
     )));
-    let manager = Manager {
-        node: node.clone(),
-        ec2: ec2.clone(),
-        nl: nl.clone(),
-    };
     tasks.push(tokio::spawn(manager.run(shutdown_rx.clone())));
     tasks.push(tokio::spawn(write_cni_config_when_ready(
         node.clone(),
@@ -371,11 +274,9 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         let mut stop = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             loop {
-                let base = cleaner.node.cli.options.leaked_interval();
-                let jitter =
-                    base.mul_f64(f64::from(Time::now().unix_nanos() as u32 % 100) / 1000.0);
+                let every = crate::manager::jittered(cleaner.node.cli.options.leaked_interval());
                 tokio::select! {
-                    _ = tokio::time::sleep(base + jitter) => cleaner.clean_leaked().await,
+                    _ = tokio::time::sleep(every) => cleaner.clean_leaked().await,
                     _ = stop.changed() => return,
                 }
             }
@@ -394,15 +295,15 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         }
     }
     let st = node.lock();
-    checkpoint::store(&settings.backing_store, &Checkpoint::from_datastore(&st.ds))
-        .map_err(startup("final checkpoint"))?;
+    crate::persist::save(&node, &st).map_err(startup("final checkpoint"))?;
     info!("stopped");
     Ok(())
 }
 
-/// Restores the checkpoint; a file that cannot be used is moved aside and reported, and
-/// allocations whose address is not on this node are dropped and reported.
-fn restore_checkpoint(node: &Node) {
+/// Restores the checkpoint; a file that cannot be parsed is moved aside and reported, and
+/// allocations whose address is not on this node are dropped and reported. A file that cannot
+/// be read at all stops start-up: it may hold every running pod, and is never overwritten.
+fn restore_checkpoint(node: &Node) -> Result<(), AppError> {
     let path = &node.cli.settings.backing_store;
     let mut st = node.lock();
     match checkpoint::load(path, Time::now()) {
@@ -430,84 +331,14 @@ fn restore_checkpoint(node: &Node) {
             }
             Err(e) => error!(error = %e, "checkpoint entries"),
         },
-        Err(e) => error!(error = %e, "reading the checkpoint"),
-    }
-    if let Err(e) = checkpoint::store(path, &Checkpoint::from_datastore(&st.ds)) {
-        error!(error = %e, "writing the checkpoint");
-    }
-}
-
-/// The checkpoint against the node's pod routes (`IP/32 dev <vethPrefix>…` in main, the last
-/// thing the plugin's ADD makes and the first its DEL removes):
-/// - an allocation without its route belongs to a pod that is gone: its ADD failed after ipamd
-///   had assigned (the reply was lost in a crash) or its DEL ran while ipamd was down and
-///   cleaned up from prevResult. Runtimes without CNI GC (containerd 1.6/1.7) never tell ipamd
-///   again, so it is released here (into cooldown);
-/// - a pod route the checkpoint does not know (it was lost or unusable) keeps its address as
-///   assigned so no new pod gets it; released by GC or when found unrouted after a restart.
-async fn reconcile_with_host_routes(node: &Node, nl: &Netlink) {
-    let prefix = &node.cli.settings.veth_prefix;
-    let (routes, links) = match (nl.routes(254).await, nl.links().await) {
-        (Ok(r), Ok(l)) => (r, l),
-        (Err(e), _) | (_, Err(e)) => {
-            error!(error = %e, "reading the node's pod routes");
-            return;
-        }
-    };
-    let routed: Vec<std::net::Ipv4Addr> = routes
-        .iter()
-        .filter(|r| r.dst.prefix_len() == 32 && r.gateway.is_none())
-        .filter(|r| {
-            r.oif
-                .and_then(|i| links.iter().find(|l| l.index == i))
-                .is_some_and(|l| l.name.starts_with(prefix.as_str()))
-        })
-        .map(|r| r.dst.addr())
-        .collect();
-    let mut st = node.lock();
-    let now = Time::now();
-    let gone: Vec<(ipam::AllocKey, std::net::Ipv4Addr, String)> = st
-        .ds
-        .allocations()
-        .filter(|(_, a)| !routed.contains(&a.ip))
-        .map(|(k, a)| {
-            let pod = format!("{}/{}", a.metadata.namespace, a.metadata.name);
-            (k.clone(), a.ip, pod)
-        })
-        .collect();
-    for (key, ip, pod) in &gone {
-        st.ds.release(key, now);
-        warn!(%key, %ip, %pod, "released: the pod has no route on the node (gone while ipamd was down)");
-    }
-    let held: Vec<std::net::Ipv4Addr> = st.ds.allocations().map(|(_, a)| a.ip).collect();
-    let mut recovered = 0;
-    for ip in routed.iter().filter(|ip| !held.contains(ip)) {
-        let key = ipam::AllocKey::new("aws-cni", &format!("recovered-{ip}"), "eth0");
-        let meta = ipam::PodMetadata {
-            namespace: String::new(),
-            name: "recovered from the host's routes".into(),
-        };
-        match st.ds.restore(&key, *ip, meta, now) {
-            Ok(_) => recovered += 1,
-            Err(e) => {
-                warn!(%ip, error = %e, "a pod route whose address is not on this node's ENIs")
-            }
+        Err(e) => {
+            return Err(AppError::Startup(format!(
+                "{e}: ipamd will not overwrite a checkpoint it cannot read (it lists the running \
+                 pods); fix the file or move it aside, then restart"
+            )));
         }
     }
-    if recovered > 0 {
-        warn!(
-            recovered,
-            "addresses of running pods the checkpoint did not know were kept from the host's routes"
-        );
-    }
-    if (recovered > 0 || !gone.is_empty())
-        && let Err(e) = checkpoint::store(
-            &node.cli.settings.backing_store,
-            &Checkpoint::from_datastore(&st.ds),
-        )
-    {
-        error!(error = %e, "writing the checkpoint");
-    }
+    crate::persist::save(node, &st).map_err(startup("writing the checkpoint"))
 }
 
 async fn wait_for_signal() {
@@ -586,13 +417,10 @@ fn serve_grpc<H: tonic_health::pb::health_server::Health>(
     tokio::spawn(async move {
         let mut last = None;
         loop {
-            let serving = {
-                let st = status_node.lock();
-                let stats = st.ds.stats(Time::now());
-                stats.total > stats.assigned && matches!(st.target, Some(Target::Ready { .. }))
-            };
+            let readiness = status_node.lock().can_serve(Time::now());
+            let serving = readiness.is_ok();
             if last != Some(serving) {
-                info!(serving, "rpc.CNIBackend health");
+                info!(serving, reason = readiness.err(), "rpc.CNIBackend health");
                 if serving {
                     health_reporter.set_serving::<CniServer>().await;
                 } else {
@@ -653,11 +481,7 @@ async fn write_cni_config_when_ready(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let ready = {
-            let st = node.lock();
-            let stats = st.ds.stats(Time::now());
-            stats.total > stats.assigned && matches!(st.target, Some(Target::Ready { .. }))
-        };
+        let ready = node.lock().can_serve(Time::now()).is_ok();
         if ready {
             // Ready to the runtime implies ready to the plugin's STATUS.
             health.set_serving::<CniServer>().await;

@@ -48,6 +48,7 @@ pub struct Options {
         long,
         env = "ENICONFIG_STATUS_INTERVAL",
         value_name = "ENICONFIG_STATUS_INTERVAL",
+        value_parser = clap::value_parser!(u64).range(1..),
         default_value = "60"
     )]
     pub eniconfig_status_interval: u64,
@@ -102,6 +103,7 @@ pub struct Options {
         long,
         env = "LEAKED_ENI_CLEANUP_INTERVAL",
         value_name = "LEAKED_ENI_CLEANUP_INTERVAL",
+        value_parser = clap::value_parser!(u64).range(1..),
         default_value = "3600"
     )]
     pub leaked_eni_cleanup_interval: u64,
@@ -133,20 +135,84 @@ pub struct Options {
     )]
     pub decrease_interval: u64,
 
-    /// How often the VPC's CIDR blocks are re-read from EC2 (seconds).
+    /// How often the VPC's CIDR blocks are re-read from instance metadata (seconds).
     #[arg(
         long,
         env = "IPAMD_VPC_REFRESH_INTERVAL",
         value_name = "IPAMD_VPC_REFRESH_INTERVAL",
+        value_parser = clap::value_parser!(u64).range(1..),
         default_value = "60"
     )]
     pub vpc_refresh_interval: u64,
+
+    /// How long a subnet that reported no free addresses is left alone (seconds).
+    #[arg(
+        long,
+        env = "IPAMD_SUBNET_FULL_BACKOFF",
+        value_name = "IPAMD_SUBNET_FULL_BACKOFF",
+        value_parser = clap::value_parser!(u64).range(1..),
+        default_value = "120"
+    )]
+    pub subnet_full_backoff: u64,
+
+    /// How often the pool is reconciled with the instance (seconds): ENIs and addresses read
+    /// from instance metadata (no EC2 API call), a DescribeNetworkInterfaces only to confirm a
+    /// difference.
+    #[arg(
+        long,
+        env = "IPAMD_RECONCILE_INTERVAL",
+        value_name = "IPAMD_RECONCILE_INTERVAL",
+        value_parser = clap::value_parser!(u64).range(1..),
+        default_value = "60"
+    )]
+    pub reconcile_interval: u64,
+
+    /// One EC2 API attempt gives up after this (seconds) and is retried.
+    #[arg(
+        long,
+        env = "IPAMD_EC2_ATTEMPT_TIMEOUT",
+        value_name = "IPAMD_EC2_ATTEMPT_TIMEOUT",
+        value_parser = clap::value_parser!(u64).range(1..),
+        default_value = "10"
+    )]
+    pub ec2_attempt_timeout: u64,
+
+    /// One EC2 API call, retries included, gives up after this (seconds).
+    #[arg(
+        long,
+        env = "IPAMD_EC2_OPERATION_TIMEOUT",
+        value_name = "IPAMD_EC2_OPERATION_TIMEOUT",
+        value_parser = clap::value_parser!(u64).range(1..),
+        default_value = "30"
+    )]
+    pub ec2_operation_timeout: u64,
+
+    /// One instance-metadata attempt gives up after this (milliseconds) and is retried.
+    #[arg(
+        long,
+        env = "IPAMD_IMDS_ATTEMPT_TIMEOUT_MS",
+        value_name = "IPAMD_IMDS_ATTEMPT_TIMEOUT_MS",
+        value_parser = clap::value_parser!(u64).range(1..),
+        default_value = "2000"
+    )]
+    pub imds_attempt_timeout_ms: u64,
+
+    /// One instance-metadata read, retries included, gives up after this (milliseconds).
+    #[arg(
+        long,
+        env = "IPAMD_IMDS_OPERATION_TIMEOUT_MS",
+        value_name = "IPAMD_IMDS_OPERATION_TIMEOUT_MS",
+        value_parser = clap::value_parser!(u64).range(1..),
+        default_value = "10000"
+    )]
+    pub imds_operation_timeout_ms: u64,
 
     /// How often the pool is re-checked when nothing wakes it (seconds).
     #[arg(
         long,
         env = "IPAMD_POOL_INTERVAL",
         value_name = "IPAMD_POOL_INTERVAL",
+        value_parser = clap::value_parser!(u64).range(1..),
         default_value = "5"
     )]
     pub pool_interval: u64,
@@ -154,12 +220,34 @@ pub struct Options {
 
 impl Options {
     pub fn leaked_interval(&self) -> Duration {
-        Duration::from_secs(self.leaked_eni_cleanup_interval.max(1))
+        Duration::from_secs(self.leaked_eni_cleanup_interval)
     }
     pub fn leaked_min_age(&self) -> Duration {
         Duration::from_secs(self.leaked_eni_min_age)
     }
     pub fn pool_interval(&self) -> Duration {
-        Duration::from_secs(self.pool_interval.max(1))
+        Duration::from_secs(self.pool_interval)
+    }
+    pub fn subnet_full_backoff(&self) -> Duration {
+        Duration::from_secs(self.subnet_full_backoff)
+    }
+    pub fn reconcile_interval(&self) -> Duration {
+        Duration::from_secs(self.reconcile_interval)
+    }
+    /// The timeouts of every EC2 call.
+    pub fn sdk_options(&self, region: &str) -> ec2::SdkOptions {
+        ec2::SdkOptions {
+            region: Some(region.to_string()),
+            attempt_timeout: Duration::from_secs(self.ec2_attempt_timeout),
+            operation_timeout: Duration::from_secs(self.ec2_operation_timeout),
+            ..Default::default()
+        }
+    }
+    /// The timeouts of every instance-metadata call.
+    pub fn metadata_timeouts(&self) -> ec2::MetadataTimeouts {
+        ec2::MetadataTimeouts {
+            attempt: Duration::from_millis(self.imds_attempt_timeout_ms),
+            operation: Duration::from_millis(self.imds_operation_timeout_ms),
+        }
     }
 }

@@ -126,6 +126,16 @@ async fn pool(State(node): State<Arc<Node>>) -> Json<Value> {
         "targets": node.pool,
         "next_action": decision,
         "network_ready": st.network_ready,
+        "rounds": st.rounds,
+        "can_serve": st.can_serve(now).err().map_or(json!(true), |why| json!({"no": why})),
+        "subnet_full_backoff": st
+            .subnet_backoff
+            .iter()
+            .filter(|(_, until)| now < **until)
+            .map(|(subnet, until)| (subnet.clone(), until.since(now).as_secs()))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        "unrouted_enis": st.unrouted,
+        "datapath_problem": st.datapath_problem,
         "last_ec2_error": st.last_ec2_error,
     }))
 }

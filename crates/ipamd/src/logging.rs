@@ -1,6 +1,7 @@
 //! JSON log lines to stdout, stderr or a file, at `AWS_VPC_K8S_CNI_LOGLEVEL`.
 
 use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Mutex;
 
 use ipamd_settings::{IpamdSettings, LogLevel};
@@ -39,9 +40,11 @@ pub fn init(settings: &IpamdSettings) -> Result<(), String> {
             if let Some(dir) = std::path::Path::new(path).parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
+            // The log names pods and their addresses: readable by root only.
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(path)
                 .map_err(|e| format!("AWS_VPC_K8S_CNI_LOG_FILE {path}: {e}"))?;
             tracing_subscriber::registry()

@@ -1,10 +1,15 @@
 //! The pool manager: keeps the warm pool by asking EC2, one decision at a time, and follows the
 //! ENIConfig. ADD and DEL never wait for it; an ADD that finds the pool empty wakes it at once.
+//!
+//! Lifecycle: it holds nothing of its own across a restart; start-up rebuilds the pool from EC2
+//! (every attached ENI, routed again with the subnet instance metadata reports) and the
+//! checkpoint. While a subnet is full it sleeps until the back-off ends or something changes;
+//! every `IPAMD_RECONCILE_INTERVAL` it reconciles the pool with the instance (`reconcile.rs`).
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ec2::{AddressRequest, CreateEni, Ec2, Ec2Error, ErrorClass, NetworkInterface};
 use eniconfig::{GroupFacts, NodeFacts, select, validate};
@@ -23,8 +28,6 @@ pub const CREATED_AT_TAG: &str = "node.k8s.amazonaws.com/createdAt";
 pub const CLUSTER_TAG: &str = "cluster.k8s.amazonaws.com/name";
 pub const NO_MANAGE_TAG: &str = "node.k8s.amazonaws.com/no_manage";
 pub const DESCRIPTION_PREFIX: &str = "aws-K8S-";
-/// How long a full subnet is left alone.
-const SUBNET_BACKOFF: Duration = Duration::from_secs(120);
 const LINK_WAIT: Duration = Duration::from_secs(10);
 
 pub struct Manager<C: Ec2> {
@@ -33,31 +36,43 @@ pub struct Manager<C: Ec2> {
     pub nl: Arc<Netlink>,
 }
 
-/// Adds an ENI EC2 reported to the datastore, with its addresses.
-pub fn adopt(node: &Node, st: &mut NodeState, eni: &NetworkInterface, now: Time) {
-    let Some(att) = &eni.attachment else { return };
+/// What one pool round did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Round {
+    /// Something changed: decide again at once.
+    Progress,
+    /// Nothing to do, or a failure already waited for: look again after the pool interval.
+    Idle,
+    /// Nothing can be done before this much time has passed (a subnet's back-off); a wake-up
+    /// (a release, a config change) ends the wait sooner.
+    Wait(Duration),
+}
+
+/// Adds an ENI EC2 reported to the datastore, with its addresses. `subnet_cidr` is the ENI's
+/// subnet as EC2 reports it (instance metadata or DescribeSubnets): the routing of the ENI's
+/// table is derived from it. Returns whether the ENI is new to the datastore.
+pub fn adopt(
+    node: &Node,
+    st: &mut NodeState,
+    eni: &NetworkInterface,
+    subnet_cidr: Ipv4Net,
+    now: Time,
+) -> bool {
+    let Some(att) = &eni.attachment else {
+        return false;
+    };
     if att.network_card != 0 || eni.tags.get(NO_MANAGE_TAG).is_some_and(|v| v == "true") {
         if !st.unmanaged.iter().any(|(id, _)| *id == eni.id) {
             let device = (att.network_card == 0).then_some(att.device_index);
             st.unmanaged.push((eni.id.clone(), device));
         }
-        return;
+        return false;
     }
     let primary = att.device_index == 0;
-    let subnet_cidr = if primary {
-        node.identity.subnet_cidr
-    } else {
-        st.ds
-            .enis()
-            .find(|e| e.subnet_id == eni.subnet_id)
-            .map(|e| e.subnet_cidr)
-            .unwrap_or_else(|| Ipv4Net::from(eni.primary_ip.unwrap_or(Ipv4Addr::UNSPECIFIED)))
-    };
     let created_at = eni
         .tags
         .get(CREATED_AT_TAG)
-        .and_then(|t| parse_rfc3339_secs(t))
-        .map(Time::from_secs)
+        .and_then(|t| Time::parse_rfc3339(t))
         .unwrap_or(now);
     let record = Eni {
         id: eni.id.clone(),
@@ -72,7 +87,8 @@ pub fn adopt(node: &Node, st: &mut NodeState, eni: &NetworkInterface, now: Time)
         primary_ip: eni.primary_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
         created_at,
     };
-    if st.ds.eni(&eni.id).is_none() {
+    let fresh = st.ds.eni(&eni.id).is_none();
+    if fresh {
         let _ = st.ds.add_eni(record);
     }
     st.enis.insert(
@@ -84,7 +100,7 @@ pub fn adopt(node: &Node, st: &mut NodeState, eni: &NetworkInterface, now: Time)
     );
     // The primary's existing secondaries are not handed out under custom networking.
     if primary && node.custom_networking() {
-        return;
+        return fresh;
     }
     let blocks = eni
         .secondary_ips
@@ -94,80 +110,50 @@ pub fn adopt(node: &Node, st: &mut NodeState, eni: &NetworkInterface, now: Time)
     for b in blocks {
         let _ = st.ds.add_block(&eni.id, b);
     }
-}
-
-/// Seconds since the epoch of an RFC 3339 UTC time like `2026-11-27T16:31:05Z`.
-pub fn parse_rfc3339_secs(t: &str) -> Option<u64> {
-    let t = t.trim_end_matches('Z');
-    let (date, time) = t.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let mut h = time
-        .split(':')
-        .map(|p| p.split('.').next().unwrap_or("0").parse::<i64>());
-    let (hh, mm, ss) = (h.next()?.ok()?, h.next()?.ok()?, h.next()?.ok()?);
-    // Days from civil (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
-}
-
-pub fn format_rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    fresh
 }
 
 impl<C: Ec2 + 'static> Manager<C> {
-    /// Runs until shutdown: one pool decision per round, immediately again after a change.
+    /// Runs until shutdown: one pool decision per round, immediately again after a change;
+    /// the reconcile with the instance every `IPAMD_RECONCILE_INTERVAL`.
     pub async fn run(self, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let mut objects = self.node.objects.clone();
+        let every = self.node.cli.options.reconcile_interval();
+        let mut next_reconcile = Instant::now() + jittered(every);
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let progressed = self.round().await;
-            let pause = if progressed {
-                Duration::ZERO
-            } else {
-                self.node.cli.options.pool_interval()
-            };
+            if Instant::now() >= next_reconcile {
+                self.reconcile().await;
+                next_reconcile = Instant::now() + jittered(every);
+            }
+            let round = self.round().await;
+            self.node.lock().rounds += 1;
+            let pause = match round {
+                Round::Progress => Duration::ZERO,
+                Round::Idle => self.node.cli.options.pool_interval(),
+                Round::Wait(d) => d,
+            }
+            .min(next_reconcile.saturating_duration_since(Instant::now()));
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = self.node.wake.notified() => {}
+                _ = self.node.reconcile_now.notified() => next_reconcile = Instant::now(),
                 _ = objects.changed() => {}
                 _ = shutdown.changed() => {}
             }
         }
     }
 
-    /// One decision and its EC2 effect; true when something changed.
-    pub async fn round(&self) -> bool {
+    /// One decision and its EC2 effect.
+    pub async fn round(&self) -> Round {
         self.refresh_target().await;
         let now = Time::now();
         let (action, target) = {
             let st = self.node.lock();
             if st.shutting_down {
-                return false;
+                return Round::Idle;
             }
             let state = self.node.pool_state(&st, now);
             self.node
@@ -179,22 +165,33 @@ impl<C: Ec2 + 'static> Manager<C> {
             )
         };
         let result = match &action {
-            PoolAction::Steady => return false,
+            PoolAction::Steady => return Round::Idle,
             PoolAction::AtCapacity { short } => {
                 tracing::debug!(
                     short,
                     "pool below target but the node is at its ENI and address limits"
                 );
-                return false;
+                return Round::Idle;
             }
-            PoolAction::AddToEni { eni_id, slots } => self.add_to_eni(eni_id, *slots).await,
+            PoolAction::AddToEni { eni_id, slots } => {
+                let subnet = self.node.lock().ds.eni(eni_id).map(|e| e.subnet_id.clone());
+                if let Some(wait) = subnet.and_then(|s| self.backing_off(&s, now)) {
+                    return Round::Wait(wait);
+                }
+                self.add_to_eni(eni_id, *slots).await
+            }
             PoolAction::CreateEni { slots } => match target {
                 Some(Target::Ready {
                     subnet_id,
                     security_groups,
                     ..
-                }) => self.create_eni(&subnet_id, &security_groups, *slots).await,
-                _ => return false,
+                }) => {
+                    if let Some(wait) = self.backing_off(&subnet_id, now) {
+                        return Round::Wait(wait);
+                    }
+                    self.create_eni(&subnet_id, &security_groups, *slots).await
+                }
+                _ => return Round::Idle,
             },
             PoolAction::ReleaseBlocks { eni_id, blocks } => {
                 self.release_blocks(eni_id, blocks).await
@@ -204,16 +201,58 @@ impl<C: Ec2 + 'static> Manager<C> {
         match result {
             Ok(()) => {
                 self.node.lock().last_ec2_error = None;
-                true
+                Round::Progress
             }
-            Err(e) => {
-                self.on_error(&e).await;
-                false
-            }
+            Err(e) => self.on_error(&e, &action).await,
         }
     }
 
-    async fn on_error(&self, e: &Ec2Error) {
+    /// How long `subnet` is still left alone after it reported no free addresses.
+    fn backing_off(&self, subnet: &str, now: Time) -> Option<Duration> {
+        let mut st = self.node.lock();
+        let until = *st.subnet_backoff.get(subnet)?;
+        if now < until {
+            return Some(until.since(now));
+        }
+        st.subnet_backoff.remove(subnet);
+        drop(st);
+        self.node
+            .metrics
+            .subnet_backoff
+            .with_label_values(&[subnet])
+            .set(0);
+        info!(
+            subnet,
+            "the subnet's back-off is over: asking it for addresses again"
+        );
+        None
+    }
+
+    /// A subnet without free addresses is left alone for `IPAMD_SUBNET_FULL_BACKOFF`, said once
+    /// per back-off as an event, in metrics and in introspection.
+    fn subnet_full(&self, subnet_id: &str, e: &Ec2Error) -> Duration {
+        let backoff = self.node.cli.options.subnet_full_backoff();
+        let until = Time::now().plus(backoff);
+        self.node
+            .lock()
+            .subnet_backoff
+            .insert(subnet_id.to_string(), until);
+        self.node
+            .metrics
+            .subnet_backoff
+            .with_label_values(&[subnet_id])
+            .set(1);
+        self.node.events.warning(
+            "SubnetFull",
+            &format!(
+                "subnet {subnet_id} is out of addresses ({e}): no pod address from it for {} s",
+                backoff.as_secs()
+            ),
+        );
+        backoff
+    }
+
+    async fn on_error(&self, e: &Ec2Error, action: &PoolAction) -> Round {
         error!(error = %e, "pool manager");
         self.node
             .metrics
@@ -222,11 +261,31 @@ impl<C: Ec2 + 'static> Manager<C> {
             .inc();
         self.node.lock().last_ec2_error = Some(e.to_string());
         match e.class() {
-            ErrorClass::Throttled | ErrorClass::Transport => {
-                tokio::time::sleep(Duration::from_secs(2)).await
+            ErrorClass::SubnetFull => {
+                let subnet = match action {
+                    PoolAction::AddToEni { eni_id, .. } => {
+                        self.node.lock().ds.eni(eni_id).map(|e| e.subnet_id.clone())
+                    }
+                    PoolAction::CreateEni { .. } => match &self.node.lock().target {
+                        Some(Target::Ready { subnet_id, .. }) => Some(subnet_id.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                if let Some(subnet) = subnet {
+                    return Round::Wait(self.subnet_full(&subnet, e));
+                }
+                Round::Idle
             }
-            ErrorClass::LimitExceeded => self.resync().await,
-            _ => {}
+            ErrorClass::Throttled | ErrorClass::Transport => {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                Round::Idle
+            }
+            ErrorClass::LimitExceeded => {
+                self.resync().await;
+                Round::Idle
+            }
+            _ => Round::Idle,
         }
     }
 
@@ -242,13 +301,105 @@ impl<C: Ec2 + 'static> Manager<C> {
             .instance_enis(&self.node.identity.instance_id)
             .await
         {
-            Ok(enis) => {
+            Ok(enis) => self.adopt_enis(&enis).await,
+            Err(e) => warn!(error = %e, "re-reading the instance's ENIs"),
+        }
+    }
+
+    /// The subnet CIDR of an attached ENI, as EC2 reports it: instance metadata first (it costs
+    /// no EC2 API token), then DescribeSubnets.
+    async fn subnet_cidr(&self, eni: &NetworkInterface) -> Option<Ipv4Net> {
+        if eni.id == self.node.identity.primary_eni_id {
+            return Some(self.node.identity.subnet_cidr);
+        }
+        let known = self
+            .node
+            .lock()
+            .ds
+            .enis()
+            .find(|e| e.subnet_id == eni.subnet_id)
+            .map(|e| e.subnet_cidr);
+        if known.is_some() {
+            return known;
+        }
+        match self.node.metadata.interface(&eni.mac).await {
+            Ok(m) if m.interface_id == eni.id => return Some(m.subnet_cidr),
+            Ok(m) => warn!(
+                eni = eni.id,
+                mac = eni.mac,
+                metadata = m.interface_id,
+                "instance metadata names another interface for this MAC"
+            ),
+            Err(e) => warn!(eni = eni.id, error = %e, "the ENI's subnet from instance metadata"),
+        }
+        match self.ec2.subnet(&eni.subnet_id).await {
+            Ok(Some(s)) => Some(s.cidr),
+            Ok(None) => {
+                error!(
+                    eni = eni.id,
+                    subnet = eni.subnet_id,
+                    "EC2 does not know the ENI's subnet"
+                );
+                None
+            }
+            Err(e) => {
+                error!(eni = eni.id, error = %e, "the ENI's subnet from EC2");
+                None
+            }
+        }
+    }
+
+    /// Adds every attached ENI EC2 reported to the pool, and routes those new to it. An ENI whose
+    /// subnet cannot be learnt, or whose interface cannot be routed, serves no pod (excluded)
+    /// until a later reconcile manages it: a pod must never get an address that is not routed.
+    pub async fn adopt_enis(&self, enis: &[NetworkInterface]) {
+        for eni in enis.iter().filter(|e| e.attachment.is_some()) {
+            let known = self.node.lock().ds.eni(&eni.id).is_some();
+            let cidr = if known {
+                self.node.lock().ds.eni(&eni.id).map(|e| e.subnet_cidr)
+            } else {
+                self.subnet_cidr(eni).await
+            };
+            let Some(cidr) = cidr else {
+                continue;
+            };
+            let fresh = {
                 let mut st = self.node.lock();
-                for eni in &enis {
-                    adopt(&self.node, &mut st, eni, Time::now());
+                adopt(&self.node, &mut st, eni, cidr, Time::now())
+            };
+            if fresh {
+                self.route(&eni.id).await;
+            }
+        }
+    }
+
+    /// Routes a pooled non-primary ENI (idempotent); on failure it serves no pod until routed.
+    pub async fn route(&self, eni_id: &str) {
+        let Some(record) = self.node.lock().ds.eni(eni_id).cloned() else {
+            return;
+        };
+        if record.primary || record.network_card != 0 {
+            return;
+        }
+        let routing = EniRouting::of(&record, self.node.cli.settings.eni_mtu);
+        let routed = async {
+            let link = wait_for_link(&self.nl, &record.mac, LINK_WAIT).await?;
+            routing.apply(&self.nl, &link).await
+        }
+        .await;
+        let mut st = self.node.lock();
+        match routed {
+            Ok(()) => {
+                if st.unrouted.remove(eni_id) {
+                    let _ = st.ds.set_excluded(eni_id, false);
+                    info!(eni = eni_id, "the ENI is routed now and serves pods");
                 }
             }
-            Err(e) => warn!(error = %e, "re-reading the instance's ENIs"),
+            Err(e) => {
+                error!(eni = eni_id, error = %e, "the ENI cannot be routed: it serves no pod until it is");
+                let _ = st.ds.set_excluded(eni_id, true);
+                st.unrouted.insert(eni_id.to_string());
+            }
         }
     }
 
@@ -288,26 +439,19 @@ impl<C: Ec2 + 'static> Manager<C> {
     }
 
     /// Create with addresses and tags in one call, attach, delete-on-termination, wait for the
-    /// link, route it. Any failure after the create removes the ENI again.
+    /// link, route it. Any failure after the create removes the ENI again (detached first when
+    /// it was, or may have been, attached).
     async fn create_eni(
         &self,
         subnet_id: &str,
         groups: &[String],
         slots: usize,
     ) -> Result<(), Ec2Error> {
-        if let Some(until) = self.node.lock().subnet_backoff.get(subnet_id)
-            && Time::now() < *until
-        {
-            return Ok(());
-        }
         let instance = &self.node.identity.instance_id;
         let now = Time::now();
         let mut tags = BTreeMap::from([
             (INSTANCE_TAG.to_string(), instance.clone()),
-            (
-                CREATED_AT_TAG.to_string(),
-                format_rfc3339(now.unix_nanos() / 1_000_000_000),
-            ),
+            (CREATED_AT_TAG.to_string(), now.to_rfc3339()),
         ]);
         if let Some(c) = &self.node.cli.settings.cluster_name {
             tags.insert(CLUSTER_TAG.to_string(), c.clone());
@@ -322,69 +466,36 @@ impl<C: Ec2 + 'static> Manager<C> {
             tags,
             addresses: self.request(slots),
         };
-        let eni = match self.ec2.create_eni(&request).await {
-            Ok(e) => e,
-            Err(e) if e.class() == ErrorClass::SubnetFull => {
-                self.node.events.warning(
-                    "SubnetFull",
-                    &format!("subnet {subnet_id} is out of addresses ({e}): no pod ENI from it for 2 minutes"),
-                );
-                self.node
-                    .lock()
-                    .subnet_backoff
-                    .insert(subnet_id.to_string(), Time::now().plus(SUBNET_BACKOFF));
-                return Err(e);
-            }
-            Err(e) => return Err(e),
-        };
+        let eni = self.ec2.create_eni(&request).await?;
         // Re-read what is attached: an interface someone else attached takes its index too.
         self.resync().await;
         let device = self.free_device_index(&self.node.lock());
-        let attached = async {
-            let attachment = self.ec2.attach_eni(&eni.id, instance, device).await?;
-            self.ec2
-                .set_delete_on_termination(&eni.id, &attachment)
-                .await?;
-            Ok::<_, Ec2Error>(attachment)
-        }
-        .await;
-        let attachment = match attached {
+        let attachment = match self.ec2.attach_eni(&eni.id, instance, device).await {
             Ok(a) => a,
             Err(e) => {
-                self.discard_eni(&eni.id, None).await;
+                // A timed-out attach may have happened: look for the attachment then.
+                self.discard_eni(&eni.id, None, e.outcome_unknown()).await;
                 return Err(e);
             }
         };
-        let subnet_cidr = match self.ec2.subnet(subnet_id).await {
-            Ok(Some(s)) => s.cidr,
-            Ok(None) | Err(_) => {
-                self.discard_eni(&eni.id, Some(&attachment)).await;
+        if let Err(e) = self
+            .ec2
+            .set_delete_on_termination(&eni.id, &attachment)
+            .await
+        {
+            self.discard_eni(&eni.id, Some(&attachment), false).await;
+            return Err(e);
+        }
+        let subnet_cidr = match self.subnet_cidr(&eni).await {
+            Some(c) => c,
+            None => {
+                self.discard_eni(&eni.id, Some(&attachment), false).await;
                 return Err(Ec2Error::Incomplete {
                     action: "DescribeSubnets",
                     what: "the new ENI's subnet",
                 });
             }
         };
-        let routing = EniRouting {
-            primary_ip: eni.primary_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
-            subnet: subnet_cidr,
-            table: ipam::route_table_id(device, 0),
-            mtu: self.node.cli.settings.eni_mtu,
-        };
-        let plumbed = async {
-            let link = wait_for_link(&self.nl, &eni.mac, LINK_WAIT).await?;
-            routing.apply(&self.nl, &link).await
-        }
-        .await;
-        if let Err(e) = plumbed {
-            error!(eni = eni.id, error = %e, "the new ENI could not be set up on the node: removing it");
-            self.discard_eni(&eni.id, Some(&attachment)).await;
-            return Err(Ec2Error::Transport {
-                action: "AttachNetworkInterface",
-                message: e.to_string(),
-            });
-        }
-        let mut st = self.node.lock();
         let record = Eni {
             id: eni.id.clone(),
             device_number: device,
@@ -395,9 +506,27 @@ impl<C: Ec2 + 'static> Manager<C> {
             subnet_cidr,
             security_groups: eni.security_groups.clone(),
             mac: eni.mac.clone(),
-            primary_ip: routing.primary_ip,
+            primary_ip: eni.primary_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
             created_at: now,
         };
+        let routing = EniRouting::of(&record, self.node.cli.settings.eni_mtu);
+        let plumbed = async {
+            let link = wait_for_link(&self.nl, &eni.mac, LINK_WAIT).await?;
+            routing.apply(&self.nl, &link).await
+        }
+        .await;
+        if let Err(e) = plumbed {
+            error!(eni = eni.id, error = %e, "the new ENI could not be set up on the node: removing it");
+            for e in routing.remove(&self.nl, None).await {
+                warn!(eni = eni.id, error = %e, "removing the new ENI's routing");
+            }
+            self.discard_eni(&eni.id, Some(&attachment), false).await;
+            return Err(Ec2Error::Transport {
+                action: "AttachNetworkInterface",
+                message: e.to_string(),
+            });
+        }
+        let mut st = self.node.lock();
         let _ = st.ds.add_eni(record);
         st.enis.insert(
             eni.id.clone(),
@@ -418,17 +547,30 @@ impl<C: Ec2 + 'static> Manager<C> {
         Ok(())
     }
 
-    /// Best effort: nothing may leak after a failed create.
-    async fn discard_eni(&self, eni_id: &str, attachment: Option<&str>) {
-        if let Some(a) = attachment {
-            let _ = self.ec2.detach_eni(a, true).await;
+    /// Best effort: nothing may leak after a failed create. `look_up`: the attach may have
+    /// happened without our knowing its id, so EC2 is asked for it.
+    async fn discard_eni(&self, eni_id: &str, attachment: Option<&str>, look_up: bool) {
+        let attachment = match attachment {
+            Some(a) => Some(a.to_string()),
+            None if look_up => self.attachment_of(eni_id).await.ok().flatten(),
+            None => None,
+        };
+        if let Some(a) = &attachment
+            && let Err(e) = self.ec2.detach_eni(a, true).await
+        {
+            warn!(eni = eni_id, error = %e, "detaching a discarded ENI");
         }
-        for attempt in 0..5u32 {
+        let mut pause = Duration::from_millis(200);
+        for attempt in 0..6u32 {
             match self.ec2.delete_eni(eni_id).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    info!(eni = eni_id, "discarded the ENI of a failed create");
+                    return;
+                }
                 Err(e) => {
                     warn!(eni = eni_id, attempt, error = %e, "deleting a discarded ENI");
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt + 1))).await;
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(3));
                 }
             }
         }
@@ -436,6 +578,36 @@ impl<C: Ec2 + 'static> Manager<C> {
             eni = eni_id,
             "could not delete a discarded ENI; the leaked-ENI clean-up will remove it"
         );
+    }
+
+    /// The ENI's attachment to this instance, if any, as EC2 says now.
+    async fn attachment_of(&self, eni_id: &str) -> Result<Option<String>, Ec2Error> {
+        Ok(self
+            .ec2
+            .instance_enis(&self.node.identity.instance_id)
+            .await?
+            .into_iter()
+            .find(|e| e.id == eni_id)
+            .and_then(|e| e.attachment.map(|a| a.id)))
+    }
+
+    /// The blocks EC2 says the ENI holds now; None when EC2 cannot be read or the ENI is not
+    /// attached to this instance.
+    async fn blocks_on(&self, eni_id: &str) -> Option<Vec<Ipv4Net>> {
+        let enis = self
+            .ec2
+            .instance_enis(&self.node.identity.instance_id)
+            .await
+            .map_err(|e| warn!(eni = eni_id, error = %e, "re-reading the ENI's addresses"))
+            .ok()?;
+        let eni = enis.into_iter().find(|e| e.id == eni_id)?;
+        Some(
+            eni.secondary_ips
+                .iter()
+                .map(|ip| Ipv4Net::from(*ip))
+                .chain(eni.prefixes)
+                .collect(),
+        )
     }
 
     async fn release_blocks(&self, eni_id: &str, blocks: &[Ipv4Net]) -> Result<(), Ec2Error> {
@@ -453,10 +625,14 @@ impl<C: Ec2 + 'static> Manager<C> {
             return Ok(());
         }
         let result = self.ec2.unassign_addresses(eni_id, &removed).await;
-        let mut st = self.node.lock();
-        st.last_decrease = Some(Time::now());
+        self.node.lock().last_decrease = Some(Time::now());
         if result.is_err() {
-            for b in &removed {
+            // A call that failed may still have been done (its answer timed out, or a retry
+            // found the work done): only what EC2 still has goes back. Unreadable, nothing goes
+            // back; the next reconcile restores what the ENI still holds.
+            let still = self.blocks_on(eni_id).await.unwrap_or_default();
+            let mut st = self.node.lock();
+            for b in removed.iter().filter(|b| still.contains(b)) {
                 let _ = st.ds.add_block(eni_id, *b);
             }
         }
@@ -483,12 +659,7 @@ impl<C: Ec2 + 'static> Manager<C> {
             st.last_decrease = Some(Time::now());
             (record, blocks)
         };
-        let routing = EniRouting {
-            primary_ip: record.primary_ip,
-            subnet: record.subnet_cidr,
-            table: record.route_table(),
-            mtu: self.node.cli.settings.eni_mtu,
-        };
+        let routing = EniRouting::of(&record, self.node.cli.settings.eni_mtu);
         let mac = netlink::parse_mac(&record.mac).unwrap_or([0; 6]);
         let link = self.nl.link_by_mac(&mac).await.ok().flatten();
         for e in routing.remove(&self.nl, link.as_ref()).await {
@@ -536,14 +707,9 @@ impl<C: Ec2 + 'static> Manager<C> {
 
     /// Detaches the ENI if it is attached, retrying a few times.
     async fn detach(&self, eni_id: &str) -> Result<(), Ec2Error> {
-        let attachment = self
-            .ec2
-            .instance_enis(&self.node.identity.instance_id)
-            .await?
-            .into_iter()
-            .find(|e| e.id == eni_id)
-            .and_then(|e| e.attachment.map(|a| a.id));
-        let Some(a) = attachment else { return Ok(()) };
+        let Some(a) = self.attachment_of(eni_id).await? else {
+            return Ok(());
+        };
         let mut pause = Duration::from_millis(200);
         for attempt in 0..5 {
             match self.ec2.detach_eni(&a, false).await {
@@ -712,63 +878,72 @@ impl<C: Ec2 + 'static> Manager<C> {
         Ok(validate(name, spec, &facts, subnet.as_ref(), &groups))
     }
 
-    /// Deletes detached ENIs tagged for this instance whose createdAt is older than the limit.
+    /// Deletes leaked ENIs: detached ENIs of ours (description `aws-K8S-`, our instance tag)
+    /// older than `LEAKED_ENI_MIN_AGE` by their createdAt tag, tagged for this node, or for an
+    /// instance that no longer exists (a node that died mid-creation); with `CLUSTER_NAME`, only
+    /// those tagged for this cluster.
     pub async fn clean_leaked(&self) {
-        let id = &self.node.identity.instance_id;
-        let min_age = self.node.cli.options.leaked_min_age();
-        let enis = match self.ec2.detached_enis_tagged_for(INSTANCE_TAG, id).await {
+        let id = &self.node.identity;
+        let cluster = self.node.cli.settings.cluster_name.clone();
+        let tags: Vec<(&str, &str)> = cluster
+            .as_deref()
+            .map(|c| vec![(CLUSTER_TAG, c)])
+            .unwrap_or_default();
+        let enis = match self
+            .ec2
+            .detached_enis_tagged(&id.vpc_id, INSTANCE_TAG, &tags)
+            .await
+        {
             Ok(e) => e,
             Err(e) => {
                 warn!(error = %e, "looking for leaked ENIs");
                 return;
             }
         };
-        let now = Time::now().unix_nanos() / 1_000_000_000;
-        for eni in enis {
-            if !eni.description.starts_with(DESCRIPTION_PREFIX) {
-                continue;
+        let min_age = self.node.cli.options.leaked_min_age();
+        let now = Time::now();
+        let old: Vec<_> = enis
+            .into_iter()
+            .filter(|e| e.description.starts_with(DESCRIPTION_PREFIX))
+            .filter(|e| {
+                e.tags
+                    .get(CREATED_AT_TAG)
+                    .and_then(|t| Time::parse_rfc3339(t))
+                    .is_some_and(|c| now.since(c) >= min_age)
+            })
+            .collect();
+        let others: Vec<String> = old
+            .iter()
+            .filter_map(|e| e.tags.get(INSTANCE_TAG))
+            .filter(|i| **i != id.instance_id)
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let live = match self.ec2.live_instances(&others).await {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "checking which instances of leaked-ENI candidates exist");
+                // Only this node's own are certain to be leaks.
+                others.clone()
             }
-            let created = eni
-                .tags
-                .get(CREATED_AT_TAG)
-                .and_then(|t| parse_rfc3339_secs(t));
-            let old_enough = created.is_some_and(|c| now.saturating_sub(c) >= min_age.as_secs());
-            if !old_enough {
+        };
+        for eni in old {
+            let owner = eni.tags.get(INSTANCE_TAG).cloned().unwrap_or_default();
+            if owner != id.instance_id && live.contains(&owner) {
+                // Another node's, possibly being created right now: that node cleans it up.
                 continue;
             }
             match self.ec2.delete_eni(&eni.id).await {
-                Ok(()) => info!(eni = eni.id, "deleted a leaked ENI"),
+                Ok(()) => info!(eni = eni.id, instance = owner, "deleted a leaked ENI"),
                 Err(e) => warn!(eni = eni.id, error = %e, "deleting a leaked ENI"),
             }
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_round_trips() {
-        for secs in [
-            0u64,
-            951_782_400,
-            1_700_000_000,
-            1_795_000_000,
-            4_102_444_800,
-        ] {
-            assert_eq!(
-                parse_rfc3339_secs(&format_rfc3339(secs)),
-                Some(secs),
-                "{}",
-                format_rfc3339(secs)
-            );
-        }
-        assert_eq!(format_rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(
-            parse_rfc3339_secs("2023-11-14T22:13:20.123Z"),
-            Some(1_700_000_000)
-        );
-        assert_eq!(parse_rfc3339_secs("yesterday"), None);
-    }
+/// `every` plus up to 10 % jitter, so that a fleet started together does not act in step.
+pub fn jittered(every: Duration) -> Duration {
+    let nanos = Time::now().unix_nanos();
+    every + every.mul_f64(f64::from((nanos % 1000) as u32) / 10_000.0)
 }

@@ -26,6 +26,11 @@ pub struct Metrics {
     pub subnet_free: IntGaugeVec,
     /// Ours: 1 for the ENIConfig state in force.
     pub eniconfig_state: IntGaugeVec,
+    /// Ours: 1 while a subnet that reported no free addresses is left alone.
+    pub subnet_backoff: IntGaugeVec,
+    /// Ours: 1 while the node cannot serve pods, labelled with why (`datapath`, `target`,
+    /// `pool`).
+    pub not_ready: IntGaugeVec,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
@@ -114,6 +119,18 @@ impl Metrics {
                 "awscni_eniconfig_state",
                 "ENIConfig in force and its state",
                 &["eniconfig", "state"],
+            )?,
+            subnet_backoff: gauge_vec(
+                &r,
+                "awscni_subnet_full_backoff",
+                "1 while the subnet is left alone because it reported no free addresses",
+                &["subnet"],
+            )?,
+            not_ready: gauge_vec(
+                &r,
+                "awscni_node_not_ready",
+                "1 while the node cannot give a new pod a working address",
+                &["reason"],
             )?,
             registry: r,
         };

@@ -1,7 +1,7 @@
 //! The node agent's shared state: what it learned at start-up, the datastore, and what custom
 //! networking currently asks for.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard};
 
 use ec2::InstanceIdentity;
@@ -53,8 +53,16 @@ pub struct NodeState {
     pub last_ec2_error: Option<String>,
     /// Subnets that reported no free addresses, until when to leave them alone.
     pub subnet_backoff: BTreeMap<String, Time>,
+    /// Attached ENIs whose interface could not be routed: excluded until they are.
+    pub unrouted: BTreeSet<String>,
+    /// Why the node's own datapath cannot serve pods (e.g. a strict rp_filter ipamd could not
+    /// loosen): the node is not ready while it is set.
+    pub datapath_problem: Option<String>,
     pub network_ready: bool,
     pub shutting_down: bool,
+    /// Pool rounds completed since start: a test (or a person) can tell that a decision about
+    /// the current state has been made, instead of waiting and hoping.
+    pub rounds: u64,
 }
 
 impl NodeState {
@@ -70,8 +78,33 @@ impl NodeState {
             target: None,
             last_ec2_error: None,
             subnet_backoff: BTreeMap::new(),
+            unrouted: BTreeSet::new(),
+            datapath_problem: None,
             network_ready: false,
             shutting_down: false,
+            rounds: 0,
+        }
+    }
+
+    /// Whether an ADD would get a working address now; the reason when not. The one readiness
+    /// rule: the plugin's STATUS, the CNI config file and introspection all follow it.
+    pub fn can_serve(&self, now: Time) -> Result<(), String> {
+        if let Some(problem) = &self.datapath_problem {
+            return Err(problem.clone());
+        }
+        match &self.target {
+            Some(Target::Ready { .. }) => {}
+            Some(Target::Blocked { reason }) => return Err(reason.clone()),
+            None => return Err("ipamd is still working out where pod ENIs go".into()),
+        }
+        let stats = self.ds.stats(now);
+        if stats.total > stats.assigned {
+            Ok(())
+        } else {
+            Err(format!(
+                "no free address in the pool ({} of {} assigned)",
+                stats.assigned, stats.total
+            ))
         }
     }
 }
@@ -85,6 +118,11 @@ pub struct Node {
     pub state: Mutex<NodeState>,
     /// Wakes the pool manager at once (an ADD found the pool empty, a config changed).
     pub wake: Notify,
+    /// Asks the pool manager for a reconcile with the instance at once (a DEL that matched
+    /// nothing may have freed a recovered address).
+    pub reconcile_now: Notify,
+    /// Instance metadata, read to reconcile the pool without EC2 API calls.
+    pub metadata: ec2::Metadata,
     pub metrics: Metrics,
     pub objects: ObjectsRx,
     pub events: crate::events::EventSink,

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
-use ipam::checkpoint::{self, Checkpoint};
 use ipam::{AllocKey, DatastoreError, PodMetadata, Time};
 use rpc::cni_backend_server::CniBackend;
 use rpc::{
-    AddNetworkReply, AddNetworkRequest, DelNetworkReply, DelNetworkRequest, IpAllocationMetadata,
+    AddNetworkReply, AddNetworkRequest, DelNetworkReply, DelNetworkRequest, GarbageCollectReply,
+    GarbageCollectRequest, IpAllocationMetadata,
 };
 use tonic::{Request, Response, Status};
 use tracing::{debug, error, info, warn};
@@ -46,19 +46,62 @@ fn allocation_metadata(
 
 impl Backend {
     fn persist(&self, st: &NodeState) -> Result<(), Status> {
-        checkpoint::store(
-            &self.node.cli.settings.backing_store,
-            &Checkpoint::from_datastore(&st.ds),
-        )
-        .map_err(|e| {
+        crate::persist::save(&self.node, st).map_err(|e| {
             error!(error = %e, "writing the checkpoint");
             Status::internal(format!("ipamd could not write its checkpoint: {e}"))
         })
+    }
+
+    /// Why an ADD found no free address, in words a person can act on.
+    fn no_address(&self, st: &NodeState, e: &DatastoreError) -> String {
+        let now = Time::now();
+        if let Some(Target::Ready { subnet_id, .. }) = &st.target
+            && let Some(until) = st.subnet_backoff.get(subnet_id).filter(|u| now < **u)
+        {
+            return format!(
+                "{e}; subnet {subnet_id} is full (EC2 has no free address in it): no new \
+                 address for {} s; free addresses in the subnet or give the ENIConfig more room",
+                until.since(now).as_secs()
+            );
+        }
+        match &st.target {
+            Some(Target::Blocked { reason }) => format!("{e}; {reason}"),
+            _ => format!("{e}; ipamd is adding addresses, try again"),
+        }
+    }
+}
+
+/// A DEL that matched nothing may be for a pod whose address was recovered from the host's
+/// routes (`recovered-<ip>`): once the plugin has removed the pod's veth, a reconcile releases
+/// it.
+fn reconcile_recovered_soon(node: &Arc<Node>) {
+    let any = node.lock().ds.allocations().any(|(k, _)| {
+        k.container_id
+            .starts_with(crate::reconcile::RECOVERED_PREFIX)
+    });
+    if any {
+        let node = node.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            node.reconcile_now.notify_one();
+        });
     }
 }
 
 #[tonic::async_trait]
 impl CniBackend for Backend {
+    async fn garbage_collect(
+        &self,
+        request: Request<GarbageCollectRequest>,
+    ) -> Result<Response<GarbageCollectReply>, Status> {
+        let r = request.into_inner();
+        let released = self.collect_garbage(&r)?;
+        Ok(Response::new(GarbageCollectReply {
+            success: true,
+            released,
+        }))
+    }
+
     async fn add_network(
         &self,
         request: Request<AddNetworkRequest>,
@@ -107,11 +150,7 @@ impl CniBackend for Backend {
                 Err(e @ DatastoreError::NoAvailableAddress { .. }) => {
                     self.node.metrics.no_available.inc();
                     self.node.wake.notify_one();
-                    let why = match &st.target {
-                        Some(Target::Blocked { reason }) => format!("{e}; {reason}"),
-                        _ => format!("{e}; ipamd is adding addresses, try again"),
-                    };
-                    return Err(Status::unavailable(why));
+                    return Err(Status::unavailable(self.no_address(&st, &e)));
                 }
                 Err(e @ DatastoreError::MaxPodsReached { .. }) => {
                     return Err(Status::resource_exhausted(e.to_string()));
@@ -148,6 +187,8 @@ impl CniBackend for Backend {
         let mut st = self.node.lock();
         let Some(released) = st.ds.release(&key, Time::now()) else {
             debug!(key = %key, "DelNetwork for a key holding nothing: nothing to do");
+            drop(st);
+            reconcile_recovered_soon(&self.node);
             return Ok(Response::new(DelNetworkReply {
                 success: true,
                 ..Default::default()
@@ -167,6 +208,59 @@ impl CniBackend for Backend {
             ),
             ..Default::default()
         }))
+    }
+}
+
+impl Backend {
+    /// CNI GC: releases this network's allocations whose attachment the runtime no longer lists.
+    /// Addresses recovered from host routes have no attachment to match: they are reconciled
+    /// against the host's pod routes instead.
+    pub fn collect_garbage(
+        &self,
+        r: &GarbageCollectRequest,
+    ) -> Result<Vec<IpAllocationMetadata>, Status> {
+        if r.network_name.is_empty() {
+            return Err(Status::invalid_argument("GarbageCollect names no network"));
+        }
+        let mut st = self.node.lock();
+        let stale: Vec<AllocKey> = st
+            .ds
+            .allocations()
+            .map(|(k, _)| k)
+            .filter(|k| k.network_name == r.network_name)
+            .filter(|k| {
+                !k.container_id
+                    .starts_with(crate::reconcile::RECOVERED_PREFIX)
+            })
+            .filter(|k| {
+                !r.valid_attachments.iter().any(|v| {
+                    v.container_id == k.container_id
+                        && (v.if_name.is_empty() || v.if_name == k.if_name)
+                })
+            })
+            .cloned()
+            .collect();
+        let now = Time::now();
+        let released: Vec<_> = stale.iter().filter_map(|k| st.ds.release(k, now)).collect();
+        if !released.is_empty() {
+            self.persist(&st)?;
+        }
+        drop(st);
+        self.node
+            .metrics
+            .del_requests
+            .with_label_values(&["GC"])
+            .inc_by(released.len() as u64);
+        for r in &released {
+            info!(key = %r.key, ip = %r.ip, "GC released an allocation the runtime no longer knows");
+            forget_connections(r.ip);
+        }
+        self.node.reconcile_now.notify_one();
+        self.node.wake.notify_one();
+        Ok(released
+            .iter()
+            .flat_map(|r| allocation_metadata(r.ip, r.device_number, r.route_table))
+            .collect())
     }
 }
 

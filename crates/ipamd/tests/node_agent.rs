@@ -1,7 +1,7 @@
 //! ipamd on the testbed: one agent per node in its namespace, EC2 from the emulator, a gRPC
 //! client standing in for the plugin.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -142,6 +142,18 @@ async fn del(tb: &Testbed, node: &str, container: &str) -> rpc::DelNetworkReply 
         .into_inner()
 }
 
+/// Waits until the pool manager has completed two more rounds: whatever it would do about the
+/// state as it is now, it has done (so "nothing happened" can be asserted).
+fn settled(tb: &Testbed, node: &str) {
+    let rounds = || tb.introspect(node, "/v1/pool")["rounds"].as_u64().unwrap();
+    let start = rounds();
+    assert!(
+        wait_for(Duration::from_secs(30), || rounds() >= start + 2).is_some(),
+        "{node}'s pool manager stopped making rounds:\n{}",
+        tb.ipamd_log(node)
+    );
+}
+
 fn conflist(tb: &Testbed, node: &str) -> std::path::PathBuf {
     tb.node_dir(node).join("net.d/10-aws.conflist")
 }
@@ -269,7 +281,7 @@ async fn the_eniconfig_is_chosen_by_external_label_annotation_label_then_default
 async fn a_missing_eniconfig_keeps_the_node_not_ready_until_it_appears() {
     let nodes = "  - {name: node-a, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}}\n";
     let tb = Testbed::with_agents(Some(&config(nodes, "  []\n", CUSTOM)));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    settled(&tb, "node-a");
     assert_eq!(
         enis(&tb, "node-a").await.len(),
         1,
@@ -333,7 +345,7 @@ async fn an_eniconfig_subnet_in_another_zone_creates_no_eni_and_says_why() {
         "  - {name: us-west-2a, subnet: pods-b, security_groups: [pods]}\n",
         CUSTOM,
     )));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    settled(&tb, "node-a");
     assert_eq!(enis(&tb, "node-a").await.len(), 1);
     let calls = tb.calls();
     assert_eq!(
@@ -398,7 +410,7 @@ async fn add_is_idempotent_del_of_unknown_succeeds_and_neither_calls_ec2() {
         tb.introspect("node-a", "/v1/pool")["stats"]["total"] == 9
     })
     .expect("the pool never filled");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    settled(&tb, "node-a");
     let before = tb.calls();
     let first = add(&tb, "node-a", "c1").await.unwrap();
     assert_eq!(
@@ -412,7 +424,7 @@ async fn add_is_idempotent_del_of_unknown_succeeds_and_neither_calls_ec2() {
     assert!(reply.success && reply.ip_allocation_metadata.is_empty());
     let reply = del(&tb, "node-a", "c1").await;
     assert_eq!(reply.ip_allocation_metadata[0].i_pv4_addr, first);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    settled(&tb, "node-a");
     assert_eq!(tb.calls(), before, "ADD/DEL made EC2 calls");
 }
 
@@ -585,7 +597,7 @@ async fn a_failed_attach_leaves_no_eni_behind() {
         "ipamd never tried to attach:\n{}",
         tb.ipamd_log("node-a")
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    settled(&tb, "node-a");
     let calls = tb.calls();
     let created = calls["CreateNetworkInterface"]["ok"].as_u64().unwrap_or(0);
     let deleted = calls["DeleteNetworkInterface"]["ok"].as_u64().unwrap_or(0);
@@ -679,8 +691,8 @@ async fn an_unmanaged_eni_keeps_its_device_index_and_serves_no_pods() {
             .any(|e| e["id"] == eni_id.as_str()),
         "the unmanaged ENI is in the pool"
     );
-    // Still 9 a moment later: the unmanaged ENI's two addresses never join.
-    std::thread::sleep(Duration::from_millis(500));
+    // Still 9 after the pool manager looked again: the unmanaged ENI's addresses never join.
+    settled(&tb, "node-a");
     assert_eq!(tb.introspect("node-a", "/v1/pool")["stats"]["total"], 9);
 }
 
@@ -713,7 +725,7 @@ async fn an_eniconfig_deleted_in_use_stops_new_enis_and_raises_an_event() {
         err.message().contains("us-west-2a") && err.message().contains("does not exist"),
         "{err}"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    settled(&tb, "node-a");
     let after = enis(&tb, "node-a").await;
     assert_eq!(
         after.len(),
@@ -845,4 +857,475 @@ async fn a_vpc_block_associated_later_joins_the_snat_exclusions() {
             tb.ipamd_log("node-a")
         )
     });
+}
+
+/// Waits until the node's ipamd says it is network-ready again (after a restart).
+fn wait_ready(tb: &Testbed, node: &str) {
+    let ready = wait_for(Duration::from_secs(30), || {
+        let ns = netns::Netns::named(&tb.netns(node)).unwrap();
+        ns.run(|| {
+            testbed::emulator::http_json(61679, "GET", "/v1/pool", None, Duration::from_secs(2))
+        })
+        .ok()
+        .and_then(|r| r.ok())
+        .is_some_and(|(_, v)| v["network_ready"] == true)
+    });
+    assert!(
+        ready.is_some(),
+        "{node} is not network-ready after a restart:\n{}",
+        tb.ipamd_log(node)
+    );
+}
+
+fn terminate(mut child: std::process::Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "ipamd's SIGTERM exit: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_leaves_the_datapath_as_a_fresh_start_made_it() {
+    use testsupport::testbed::{diff_lines, node_datapath};
+    let tb = Testbed::with_agents(None);
+    let list = wait_enis(&tb, "node-a", 2, 9).await;
+    let ns = tb.netns("node-a");
+    let fresh = node_datapath(&ns);
+    // The pod ENI (custom networking: its subnet is not the node's) routes through its own
+    // subnet's gateway and holds its one address with the subnet's prefix.
+    let view = tb.introspect("node-a", "/v1/enis");
+    let pod_eni = view["enis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == list[1].id.as_str())
+        .unwrap()
+        .clone();
+    let primary_ip = pod_eni["primary_ip"].as_str().unwrap();
+    assert!(
+        fresh.contains("default via 100.64.0.1 dev eth1 table 2"),
+        "{fresh}"
+    );
+    assert!(fresh.contains(&format!("inet {primary_ip}/19")), "{fresh}");
+    // kill -9, then a clean SIGTERM restart: each start finds and leaves the same datapath.
+    let child = tb.restart_ipamd("node-a", None);
+    wait_ready(&tb, "node-a");
+    let after_kill = node_datapath(&ns);
+    assert!(
+        fresh == after_kill,
+        "kill -9 and restart changed the datapath:\n{}",
+        diff_lines(&fresh, &after_kill)
+    );
+    terminate(child);
+    let child = tb.start_ipamd("node-a");
+    wait_ready(&tb, "node-a");
+    let after_term = node_datapath(&ns);
+    assert!(
+        fresh == after_term,
+        "SIGTERM and restart changed the datapath:\n{}",
+        diff_lines(&fresh, &after_term)
+    );
+    let view = tb.introspect("node-a", "/v1/enis");
+    assert!(
+        view["enis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["id"] == list[1].id.as_str() && e["subnet_cidr"] == "100.64.0.0/19"),
+        "{view}"
+    );
+    terminate(child);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_after_attach_detaches_and_deletes_the_new_eni() {
+    let nodes = "  - {name: node-a, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}}\n";
+    let tb = Testbed::with_agents(Some(&config(nodes, "  []\n", CUSTOM)));
+    // The create and the attach work; setting delete-on-termination fails twice, with an
+    // error the SDK does not retry.
+    fault(
+        &tb,
+        serde_json::json!({"action": "ModifyNetworkInterfaceAttribute",
+                           "error_code": "InvalidParameterValue", "count": 2}),
+    );
+    let (subnets, groups) = ids(&tb).await;
+    tb.apply_eniconfig("us-west-2a", &subnets["100.64.0.0/19"], &[&groups["pods"]]);
+    // The third try succeeds (ipamd says so: EC2 shows an attached ENI before ipamd is done).
+    let done = wait_for(Duration::from_secs(30), || {
+        let calls = tb.calls();
+        calls["ModifyNetworkInterfaceAttribute"]["error"].as_u64() == Some(2)
+            && calls["ModifyNetworkInterfaceAttribute"]["ok"].as_u64() == Some(1)
+            && tb.introspect("node-a", "/v1/pool")["network_ready"] == true
+    });
+    assert!(
+        done.is_some(),
+        "no pod ENI after two failed attempts: {}\n{}",
+        tb.calls(),
+        tb.ipamd_log("node-a")
+    );
+    // One pod ENI; the two that failed are gone from EC2 entirely.
+    let list = wait_enis(&tb, "node-a", 2, 9).await;
+    let ec2 = tb.ec2().await;
+    let ours = ec2
+        .describe_network_interfaces()
+        .filters(
+            Filter::builder()
+                .name("tag:node.k8s.amazonaws.com/instance_id")
+                .values(tb.instance("node-a"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = ours
+        .network_interfaces()
+        .iter()
+        .map(|e| e.network_interface_id().unwrap())
+        .collect();
+    assert_eq!(ids, vec![list[1].id.as_str()], "ENIs left behind: {ids:?}");
+    // The pod ENI that stayed is the one ipamd routes.
+    let view = tb.introspect("node-a", "/v1/enis");
+    assert_eq!(view["enis"].as_array().unwrap().len(), 2, "{view}");
+    assert!(
+        testsupport::testbed::node_datapath(&tb.netns("node-a"))
+            .contains("default via 100.64.0.1 dev eth1 table 2")
+    );
+}
+
+const NODE_A: &str = "  - {name: node-a, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}}\n";
+const ENICONFIG_A: &str = "  - {name: us-west-2a, subnet: pods-a, security_groups: [pods]}\n";
+
+fn fault(tb: &Testbed, rule: serde_json::Value) {
+    let (status, reply) = testbed::emulator::http_json(
+        tb.port(),
+        "POST",
+        "/_testbed/faults",
+        Some(rule),
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_ec2_call_does_not_freeze_the_pool_manager() {
+    let env = r#"{AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG: "true", ENI_CONFIG_LABEL_DEF: topology.kubernetes.io/zone, IPAMD_EC2_ATTEMPT_TIMEOUT: "1", IPAMD_EC2_OPERATION_TIMEOUT: "2"}"#;
+    let tb = Testbed::with_agents(Some(&config(NODE_A, "  []\n", env)));
+    // EC2 stops answering CreateNetworkInterface (ten minutes of silence per call).
+    fault(
+        &tb,
+        serde_json::json!({"action": "CreateNetworkInterface", "latency_ms": 600_000}),
+    );
+    let (subnets, groups) = ids(&tb).await;
+    tb.apply_eniconfig("us-west-2a", &subnets["100.64.0.0/19"], &[&groups["pods"]]);
+    // The call is given up on and reported, and the manager goes on.
+    let reported = wait_for(Duration::from_secs(20), || {
+        tb.introspect("node-a", "/v1/pool")["last_ec2_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("CreateNetworkInterface"))
+    });
+    assert!(
+        reported.is_some(),
+        "a stalled call was not given up on:\n{}",
+        tb.ipamd_log("node-a")
+    );
+    // EC2 answers again: the next try fills the pool, without a restart.
+    testbed::emulator::http_json(
+        tb.port(),
+        "DELETE",
+        "/_testbed/faults",
+        None,
+        Duration::from_secs(5),
+    )
+    .unwrap();
+    wait_enis(&tb, "node-a", 2, 9).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaked_enis_of_instances_that_are_gone_are_deleted_and_others_kept() {
+    let env = r#"{AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG: "true", ENI_CONFIG_LABEL_DEF: topology.kubernetes.io/zone, CLUSTER_NAME: blue, LEAKED_ENI_CLEANUP_INTERVAL: "1", LEAKED_ENI_MIN_AGE: "60"}"#;
+    let nodes = format!(
+        "{NODE_A}  - {{name: node-b, instance_type: m5.large, subnet: nodes-a, labels: {{topology.kubernetes.io/zone: us-west-2a}}}}\n"
+    );
+    let tb = Testbed::without_agents(&config(&nodes, ENICONFIG_A, env));
+    let (subnets, _) = ids(&tb).await;
+    let ec2 = tb.ec2().await;
+    let leak = async |instance: &str, cluster: &str, created: &str| {
+        let tag = |k: &str, v: &str| aws_sdk_ec2::types::Tag::builder().key(k).value(v).build();
+        ec2.create_network_interface()
+            .subnet_id(&subnets["100.64.0.0/19"])
+            .description(format!("aws-K8S-{instance}"))
+            .tag_specifications(
+                aws_sdk_ec2::types::TagSpecification::builder()
+                    .resource_type(aws_sdk_ec2::types::ResourceType::NetworkInterface)
+                    .tags(tag("node.k8s.amazonaws.com/instance_id", instance))
+                    .tags(tag("node.k8s.amazonaws.com/createdAt", created))
+                    .tags(tag("cluster.k8s.amazonaws.com/name", cluster))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .network_interface()
+            .unwrap()
+            .network_interface_id()
+            .unwrap()
+            .to_string()
+    };
+    let old = "2020-01-01T00:00:00Z";
+    let dead = leak("i-0123456789abcdef0", "blue", old).await;
+    let live_other = leak(&tb.instance("node-b"), "blue", old).await;
+    let other_cluster = leak("i-0fedcba9876543210", "green", old).await;
+    let young = leak(
+        "i-0aaaaaaaaaaaaaaaa",
+        "blue",
+        &ipam::Time::now().to_rfc3339(),
+    )
+    .await;
+    let _ipamd = testsupport::testbed::Ipamd(Some(tb.start_ipamd("node-a")));
+    let exists = async |id: &str| {
+        ec2.describe_network_interfaces()
+            .filters(
+                Filter::builder()
+                    .name("network-interface-id")
+                    .values(id)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap()
+            .network_interfaces()
+            .len()
+            == 1
+    };
+    let mut gone = false;
+    for _ in 0..100 {
+        if !exists(&dead).await {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone,
+        "the ENI of a gone instance stayed:\n{}",
+        tb.ipamd_log("node-a")
+    );
+    // Two more clean-up passes have run since (each asks which instances live): the others are
+    // kept for good reasons.
+    let passes = || tb.calls()["DescribeInstances"]["ok"].as_u64().unwrap_or(0);
+    let start = passes();
+    assert!(
+        wait_for(Duration::from_secs(15), || passes() >= start + 2).is_some(),
+        "the leaked-ENI clean-up stopped running:\n{}",
+        tb.ipamd_log("node-a")
+    );
+    for (id, why) in [
+        (
+            &live_other,
+            "its instance runs (that node cleans up its own)",
+        ),
+        (&other_cluster, "it belongs to another cluster"),
+        (&young, "it is younger than LEAKED_ENI_MIN_AGE"),
+    ] {
+        assert!(exists(id).await, "{id} was deleted although {why}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_rp_filter_ipamd_cannot_loosen_keeps_the_node_not_ready() {
+    let nodes = "  - {name: node-a, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}, read_only_sysctls: true}\n";
+    let tb = Testbed::without_agents(&config(nodes, ENICONFIG_A, CUSTOM));
+    let ns = tb.netns("node-a");
+    let sysctl = |value: Option<&str>| {
+        let mut args = vec!["netns", "exec", &ns, "sysctl", "-n"];
+        let set;
+        if let Some(v) = value {
+            set = format!("net.ipv4.conf.eth0.rp_filter={v}");
+            args.extend(["-w", &set]);
+        } else {
+            args.push("net.ipv4.conf.eth0.rp_filter");
+        }
+        let out = std::process::Command::new("ip")
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    sysctl(Some("1"));
+    let _ipamd = testsupport::testbed::Ipamd(Some(tb.start_ipamd("node-a")));
+    // EC2 works and the pool fills, but the node says why it cannot serve pods.
+    wait_enis(&tb, "node-a", 2, 9).await;
+    let pool = tb.introspect("node-a", "/v1/pool");
+    assert!(
+        pool["datapath_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("rp_filter is strict")),
+        "{pool}"
+    );
+    assert!(
+        pool["can_serve"]["no"]
+            .as_str()
+            .unwrap()
+            .contains("rp_filter"),
+        "{pool}"
+    );
+    assert_eq!(
+        sysctl(None),
+        "1",
+        "ipamd was expected not to be able to write it"
+    );
+    settled(&tb, "node-a");
+    assert!(
+        !conflist(&tb, "node-a").exists(),
+        "the node became network-ready with a strict rp_filter"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_checkpoint_stops_start_up_and_is_not_overwritten() {
+    let tb = Testbed::without_agents(&config(NODE_A, ENICONFIG_A, CUSTOM));
+    // Reading a directory fails with an I/O error, as an unreadable file would.
+    let path = tb.node_dir("node-a").join("ipam.json");
+    std::fs::create_dir_all(&path).unwrap();
+    std::fs::write(path.join("marker"), b"kept").unwrap();
+    let mut child = tb.spawn_ipamd("node-a");
+    let exited = wait_for(Duration::from_secs(30), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if exited.is_none() {
+        child.kill().ok();
+        child.wait().ok();
+        panic!(
+            "ipamd ran on with an unreadable checkpoint:\n{}",
+            tb.ipamd_log("node-a")
+        );
+    }
+    assert!(!child.wait().unwrap().success());
+    let stderr = std::fs::read_to_string(tb.node_dir("node-a").join("ipamd.stderr")).unwrap();
+    assert!(
+        stderr.contains("will not overwrite a checkpoint it cannot read")
+            && stderr.contains("ipam.json"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(path.join("marker")).unwrap(), b"kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkpoint_and_the_log_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let tb = Testbed::with_agents(Some(&config(NODE_A, ENICONFIG_A, CUSTOM)));
+    add(&tb, "node-a", "c1").await.unwrap();
+    for file in ["ipam.json", "ipamd.log"] {
+        let mode = std::fs::metadata(tb.node_dir("node-a").join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{file} is {mode:o}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_timed_out_after_ec2_did_it_is_not_put_back() {
+    // Two warm addresses: pods come and go, and the surplus is released at once.
+    let env = r#"{AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG: "true", ENI_CONFIG_LABEL_DEF: topology.kubernetes.io/zone, WARM_IP_TARGET: "2", IP_COOLDOWN_PERIOD: "1", IPAMD_DECREASE_INTERVAL: "1", IPAMD_EC2_ATTEMPT_TIMEOUT: "1", IPAMD_EC2_OPERATION_TIMEOUT: "1", IPAMD_RECONCILE_INTERVAL: "300"}"#;
+    let tb = Testbed::with_agents(Some(&config(NODE_A, ENICONFIG_A, env)));
+    let held: Vec<String> = {
+        let mut v = Vec::new();
+        for c in ["c1", "c2", "c3", "c4"] {
+            loop {
+                match add(&tb, "node-a", c).await {
+                    Ok(ip) => break v.push(ip),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        }
+        v
+    };
+    // Every address in the pool is on the node's ENIs in EC2, now and after the pool settles.
+    let ec2 = tb.ec2().await;
+    let pool_on_enis = async || {
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let out = ec2
+                .describe_network_interfaces()
+                .filters(
+                    Filter::builder()
+                        .name("attachment.instance-id")
+                        .values(tb.instance("node-a"))
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            let on_enis: Vec<String> = out
+                .network_interfaces()
+                .iter()
+                .flat_map(|e| e.private_ip_addresses())
+                .filter(|a| !a.primary().unwrap_or(false))
+                .map(|a| a.private_ip_address().unwrap().to_string())
+                .collect();
+            let pool = tb.introspect("node-a", "/v1/enis");
+            for e in pool["enis"].as_array().unwrap() {
+                for a in e["addresses"].as_array().unwrap() {
+                    let ip = a["address"].as_str().unwrap();
+                    assert!(
+                        on_enis.iter().any(|x| x == ip),
+                        "{ip} is in the pool but EC2 took it back:\n{}",
+                        tb.ipamd_log("node-a")
+                    );
+                }
+            }
+        }
+    };
+    let released = |n: u64| {
+        wait_for(Duration::from_secs(20), || {
+            let calls = tb.calls();
+            calls["UnassignPrivateIpAddresses"]["ok"]
+                .as_u64()
+                .unwrap_or(0)
+                + calls["UnassignPrivateIpAddresses"]["error"]
+                    .as_u64()
+                    .unwrap_or(0)
+                >= n
+        })
+        .is_some()
+    };
+    // EC2 unassigns and answers with an error (the answer lost on the way back).
+    fault(
+        &tb,
+        serde_json::json!({"action": "UnassignPrivateIpAddresses", "error_code": "InvalidParameterValue",
+                           "done": true, "count": 1}),
+    );
+    for c in ["c1", "c2"] {
+        del(&tb, "node-a", c).await;
+    }
+    assert!(
+        released(1),
+        "no release happened:\n{}",
+        tb.ipamd_log("node-a")
+    );
+    pool_on_enis().await;
+    // EC2 unassigns, then answers late: the SDK's timeout fires on a call that took effect.
+    fault(
+        &tb,
+        serde_json::json!({"action": "UnassignPrivateIpAddresses", "after_ms": 3000, "count": 1}),
+    );
+    del(&tb, "node-a", "c3").await;
+    assert!(
+        released(2),
+        "no second release:\n{}",
+        tb.ipamd_log("node-a")
+    );
+    pool_on_enis().await;
+    assert!(held.len() == 4);
 }

@@ -564,12 +564,14 @@ fn to_link(m: LinkMessage) -> Link {
         mac: None,
         mtu: 0,
         up: m.header.flags.contains(LinkFlags::Up),
+        peer: None,
     };
     for a in m.attributes {
         match a {
             LinkAttribute::IfName(n) => link.name = n,
             LinkAttribute::Address(a) => link.mac = <[u8; 6]>::try_from(&a[..]).ok(),
             LinkAttribute::Mtu(mtu) => link.mtu = mtu,
+            LinkAttribute::Link(peer) => link.peer = Some(peer),
             _ => {}
         }
     }

@@ -15,6 +15,8 @@ pub struct Link {
     pub mac: Option<[u8; 6]>,
     pub mtu: u32,
     pub up: bool,
+    /// A veth's peer: its interface index, in the peer's namespace (IFLA_LINK).
+    pub peer: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

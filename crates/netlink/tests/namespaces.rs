@@ -1,4 +1,4 @@
-//! Every verb against real network namespaces (root only; skipped otherwise). Each test makes its
+//! Every verb against real network namespaces (root only: without it the tests fail, saying so). Each test makes its
 //! own namespaces and deletes them on drop; the root namespace is only ever read.
 
 use std::net::Ipv4Addr;
@@ -70,14 +70,13 @@ fn run(cmd: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn is_root() -> bool {
+/// These tests make network namespaces: they need root, and fail (never skip) without it.
+fn require_root() {
     use std::os::unix::fs::MetadataExt;
-    if std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0) {
-        true
-    } else {
-        eprintln!("skipped: needs root to make network namespaces");
-        false
-    }
+    assert!(
+        std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0),
+        "this test needs root to make network namespaces (run the suite as root, as make test and CI do)"
+    );
 }
 
 fn net(s: &str) -> Ipv4Net {
@@ -151,9 +150,7 @@ impl LinkWatch {
 
 #[tokio::test]
 async fn veth_peer_is_born_in_its_namespace_with_mac_and_mtu() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let (a, b) = (TestNs::new(), TestNs::new());
     let nl = a.netlink().await;
     let watch_a = LinkWatch::start(Some(&a.ns));
@@ -268,9 +265,7 @@ async fn veth_peer_is_born_in_its_namespace_with_mac_and_mtu() {
 
 #[tokio::test]
 async fn kernel_random_mac_and_delete_by_index() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let (a, b) = (TestNs::new(), TestNs::new());
     let nl = a.netlink().await;
     let host = nl
@@ -305,9 +300,7 @@ async fn kernel_random_mac_and_delete_by_index() {
 
 #[tokio::test]
 async fn addresses_are_idempotent() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let (a, b) = (TestNs::new(), TestNs::new());
     let (nl, link) = veth_up(&a, &b, "nlt-addr").await;
     let addr = net("10.1.2.3/32");
@@ -338,9 +331,7 @@ async fn addresses_are_idempotent() {
 
 #[tokio::test]
 async fn routes_pod_side_and_eni_table() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let (a, b) = (TestNs::new(), TestNs::new());
     let (nl, link) = veth_up(&a, &b, "nlt-rt").await;
     let gw = ip4("169.254.1.1");
@@ -459,9 +450,7 @@ async fn routes_pod_side_and_eni_table() {
 
 #[tokio::test]
 async fn rules_are_never_duplicated() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let a = TestNs::new();
     let nl = a.netlink().await;
     let to_pod = Rule {
@@ -532,9 +521,7 @@ async fn rules_are_never_duplicated() {
 
 #[tokio::test]
 async fn permanent_neighbour() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let (a, b) = (TestNs::new(), TestNs::new());
     let (nl, link) = veth_up(&a, &b, "nlt-nb").await;
     let gw = ip4("169.254.1.1");
@@ -566,9 +553,7 @@ async fn permanent_neighbour() {
 
 #[tokio::test]
 async fn connect_uses_the_calling_threads_namespace() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let a = TestNs::new();
     let (b, c) = (TestNs::new(), TestNs::new());
     // A link only a can see.
@@ -621,9 +606,7 @@ fn connect_in_current() -> String {
 
 #[test]
 fn dropping_the_socket_ends_its_connection_task() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let a = TestNs::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

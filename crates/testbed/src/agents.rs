@@ -166,7 +166,17 @@ pub fn start_ipamd(
     }
     let ipamd = sibling_binary("ipamd", "VPC_TESTBED_IPAMD");
     let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", netns]).arg(&ipamd).env_clear();
+    cmd.args(["netns", "exec", netns]);
+    if node.read_only_sysctls {
+        // `ip netns exec` runs it in a mount namespace of its own: the read-only bind mount
+        // stays there.
+        cmd.args([
+            "sh",
+            "-c",
+            "mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys && exec \"$0\"",
+        ]);
+    }
+    cmd.arg(&ipamd).env_clear();
     cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("AWS_REGION", region)
         .env("AWS_ACCESS_KEY_ID", "testbed")

@@ -82,6 +82,10 @@ pub struct NodeConfig {
     /// The primary ENI's groups by name; none means the VPC's default group.
     #[serde(default)]
     pub security_groups: Vec<String>,
+    /// Runs ipamd as the shipped DaemonSet's unprivileged container does: `/proc/sys` read-only,
+    /// so ipamd cannot change a sysctl itself.
+    #[serde(default)]
+    pub read_only_sysctls: bool,
     /// A container runtime of the node's own, started and stopped with it.
     #[serde(default)]
     pub runtime: NodeRuntime,

@@ -113,8 +113,16 @@ impl Fabric {
         }
         cmd::sysctl(&router, "net.ipv4.conf.all.send_redirects", "0")?;
         cmd::sysctl(&router, "net.ipv4.conf.default.send_redirects", "0")?;
-        // The VPC answers ARP for every address it routes, as EC2's does.
+        // The VPC answers ARP for each subnet's .1 (the router's own address on that ENI's link;
+        // arp_ignore=1: only the link's own) and, by proxy, for the addresses EC2 assigned (each
+        // routed to its ENI's link). Every other VPC address is a blackhole, so a route through
+        // any other next hop fails here as it does on EC2.
         cmd::sysctl(&router, "net.ipv4.conf.all.proxy_arp", "1")?;
+        cmd::sysctl(&router, "net.ipv4.conf.all.arp_ignore", "1")?;
+        cmd::sysctl(&router, "net.ipv4.conf.default.arp_ignore", "1")?;
+        for cidr in &self.vpc_cidrs {
+            blackhole(&router, "add", *cidr)?;
+        }
         veth(
             &router,
             "to-inet",
@@ -186,6 +194,13 @@ impl Fabric {
         };
         if vpc.cidrs == self.vpc_cidrs {
             return Ok(());
+        }
+        let router = self.names.router();
+        for gone in self.vpc_cidrs.iter().filter(|c| !vpc.cidrs.contains(c)) {
+            blackhole(&router, "del", *gone)?;
+        }
+        for new in vpc.cidrs.iter().filter(|c| !self.vpc_cidrs.contains(c)) {
+            blackhole(&router, "replace", *new)?;
         }
         if self.nat_gateway {
             let nat = self.names.nat();
@@ -395,6 +410,11 @@ impl HostsAll for Ipv4Net {
             .map(|i| Ipv4Addr::from(first + i))
             .collect()
     }
+}
+
+/// A VPC block in the router: what no ENI holds goes nowhere (and gets no ARP answer).
+fn blackhole(router: &str, verb: &str, cidr: Ipv4Net) -> Result<(), CmdError> {
+    cmd::ip(router, &["route", verb, "blackhole", &cidr.to_string()]).map(|_| ())
 }
 
 /// The NAT gateway reaches a VPC block through the router.

@@ -201,7 +201,7 @@ pub fn add(
     options: &PodOptions,
 ) -> Result<Value, TestbedError> {
     let status = running(prefix)?;
-    let n = node_of(&status, node)?;
+    node_of(&status, node)?;
     let conflist_path = match &options.conflist {
         Some(p) => p.clone(),
         None => NodeDir::new(Path::new(&status.state_dir), node).conflist(),
@@ -220,39 +220,8 @@ pub fn add(
         .cni_version
         .clone()
         .unwrap_or_else(|| list["cniVersion"].as_str().unwrap_or("1.0.0").to_string());
-    let netns_name = format!("{}-{node}-{namespace}-{name}", prefix);
-    let netns = format!("/run/netns/{netns_name}");
-    if !Path::new(&netns).exists() {
-        cmd::run(&["ip", "netns", "add", &netns_name])?;
-        cmd::ip(&netns_name, &["link", "set", "lo", "up"])?;
-    }
-    let id = container_id(prefix, node, namespace, name);
-    let inv = Invocation {
-        node_netns: &n.netns,
-        command: "ADD",
-        container_id: &id,
-        netns: &netns,
-        args: format!(
-            "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={id}"
-        ),
-    };
-    let plugins = list["plugins"].as_array().map(Vec::len).unwrap_or(0);
-    let mut result = Value::Null;
-    for i in 0..plugins {
-        let plugin = list["plugins"][i]["type"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let conf = netconf(&list, i, &version, Some(&result));
-        match exec(&inv, &plugin, &conf) {
-            Ok(r) => result = r,
-            Err(e) => {
-                // The runtime's part of a failed ADD: remove the sandbox's namespace.
-                let _ = cmd::run(&["ip", "netns", "del", &netns_name]);
-                return Err(e);
-            }
-        }
-    }
+    let sandbox = Sandbox::of_pod(prefix, node, namespace, name);
+    let result = add_sandbox(prefix, &sandbox, &list, &version)?;
     let ip = result["ips"][0]["address"]
         .as_str()
         .unwrap_or_default()
@@ -264,8 +233,8 @@ pub fn add(
         node: node.to_string(),
         name: name.to_string(),
         namespace: namespace.to_string(),
-        netns: netns_name,
-        container_id: id,
+        netns: sandbox.netns,
+        container_id: sandbox.container_id,
         ip,
         conflist: list,
         result: result.clone(),
@@ -277,7 +246,7 @@ pub fn add(
 
 pub fn del(prefix: &str, node: &str, name: &str, namespace: &str) -> Result<(), TestbedError> {
     let status = running(prefix)?;
-    let n = node_of(&status, node)?;
+    node_of(&status, node)?;
     let path = record_path(prefix, node, namespace, name);
     let record: Option<PodRecord> = std::fs::read_to_string(&path)
         .ok()
@@ -288,8 +257,7 @@ pub fn del(prefix: &str, node: &str, name: &str, namespace: &str) -> Result<(), 
     {
         return del_cri(prefix, node, name, namespace);
     }
-    let netns_name = format!("{}-{node}-{namespace}-{name}", prefix);
-    let id = container_id(prefix, node, namespace, name);
+    let sandbox = Sandbox::of_pod(prefix, node, namespace, name);
     let list = match &record {
         Some(r) => r.conflist.clone(),
         None => {
@@ -303,16 +271,117 @@ pub fn del(prefix: &str, node: &str, name: &str, namespace: &str) -> Result<(), 
         .as_ref()
         .and_then(|r| r.result["cniVersion"].as_str().map(str::to_string))
         .unwrap_or(version);
-    let inv = Invocation {
-        node_netns: &n.netns,
-        command: "DEL",
-        container_id: &id,
-        netns: &format!("/run/netns/{netns_name}"),
-        args: format!(
-            "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={id}"
-        ),
-    };
     let prev = record.as_ref().map(|r| r.result.clone());
+    let result = del_sandbox(prefix, &sandbox, &list, &version, prev.as_ref());
+    let _ = cmd::run(&["ip", "netns", "del", &sandbox.netns]);
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+/// One incarnation of a pod as a runtime sees it: a container id and a network namespace. A
+/// re-created pod has the same namespace/name and a new sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    pub node: String,
+    pub namespace: String,
+    pub name: String,
+    pub container_id: String,
+    /// The network namespace's name (under /run/netns).
+    pub netns: String,
+}
+
+impl Sandbox {
+    /// The sandbox `pod add` makes for a pod.
+    pub fn of_pod(prefix: &str, node: &str, namespace: &str, name: &str) -> Sandbox {
+        Sandbox {
+            node: node.to_string(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            container_id: container_id(prefix, node, namespace, name),
+            netns: format!("{prefix}-{node}-{namespace}-{name}"),
+        }
+    }
+
+    /// Another sandbox of the same pod, told apart by `tag`.
+    pub fn another(&self, tag: &str) -> Sandbox {
+        Sandbox {
+            container_id: format!(
+                "{}{tag}",
+                &self.container_id[..self.container_id.len().min(48)]
+            ),
+            netns: format!("{}-{tag}", self.netns),
+            ..self.clone()
+        }
+    }
+
+    fn invocation<'a>(
+        &'a self,
+        node_netns: &'a str,
+        command: &'a str,
+        netns: &'a str,
+    ) -> Invocation<'a> {
+        let (namespace, name, id) = (&self.namespace, &self.name, &self.container_id);
+        Invocation {
+            node_netns,
+            command,
+            container_id: id,
+            netns,
+            args: format!(
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={name};K8S_POD_INFRA_CONTAINER_ID={id}"
+            ),
+        }
+    }
+}
+
+/// ADD of every plugin of `list` for the sandbox, as a runtime runs it (its namespace is made
+/// first, and removed again when the ADD fails). Returns the chain's result.
+pub fn add_sandbox(
+    prefix: &str,
+    sandbox: &Sandbox,
+    list: &Value,
+    version: &str,
+) -> Result<Value, TestbedError> {
+    let status = running(prefix)?;
+    let n = node_of(&status, &sandbox.node)?;
+    let netns = format!("/run/netns/{}", sandbox.netns);
+    if !Path::new(&netns).exists() {
+        cmd::run(&["ip", "netns", "add", &sandbox.netns])?;
+        cmd::ip(&sandbox.netns, &["link", "set", "lo", "up"])?;
+    }
+    let inv = sandbox.invocation(&n.netns, "ADD", &netns);
+    let plugins = list["plugins"].as_array().map(Vec::len).unwrap_or(0);
+    let mut result = Value::Null;
+    for i in 0..plugins {
+        let plugin = list["plugins"][i]["type"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let conf = netconf(list, i, version, Some(&result));
+        match exec(&inv, &plugin, &conf) {
+            Ok(r) => result = r,
+            Err(e) => {
+                // The runtime's part of a failed ADD: remove the sandbox's namespace.
+                let _ = cmd::run(&["ip", "netns", "del", &sandbox.netns]);
+                return Err(e);
+            }
+        }
+    }
+    Ok(result)
+}
+
+/// DEL of every plugin of `list` (in reverse) for the sandbox with `prev` as prevResult, as a
+/// runtime runs it; the sandbox's namespace is left as it is (gone or not).
+pub fn del_sandbox(
+    prefix: &str,
+    sandbox: &Sandbox,
+    list: &Value,
+    version: &str,
+    prev: Option<&Value>,
+) -> Result<(), TestbedError> {
+    let status = running(prefix)?;
+    let n = node_of(&status, &sandbox.node)?;
+    let netns = format!("/run/netns/{}", sandbox.netns);
+    let inv = sandbox.invocation(&n.netns, "DEL", &netns);
     let plugins = list["plugins"].as_array().map(Vec::len).unwrap_or(0);
     let mut errors = Vec::new();
     for i in (0..plugins).rev() {
@@ -320,12 +389,10 @@ pub fn del(prefix: &str, node: &str, name: &str, namespace: &str) -> Result<(), 
             .as_str()
             .unwrap_or_default()
             .to_string();
-        if let Err(e) = exec(&inv, &plugin, &netconf(&list, i, &version, prev.as_ref())) {
+        if let Err(e) = exec(&inv, &plugin, &netconf(list, i, version, prev)) {
             errors.push(e.to_string());
         }
     }
-    let _ = cmd::run(&["ip", "netns", "del", &netns_name]);
-    let _ = std::fs::remove_file(&path);
     if errors.is_empty() {
         Ok(())
     } else {
@@ -370,6 +437,17 @@ pub fn invoke(
 /// attachment; ipamd releases whatever else its plugin's network holds (e.g. the address of a
 /// pod deleted while ipamd was down).
 pub fn gc(prefix: &str, node: &str) -> Result<(), TestbedError> {
+    let valid: Vec<Value> = records(prefix)
+        .iter()
+        .filter(|r| r.node == node)
+        .map(|r| json!({"containerID": r.container_id, "ifname": "eth0"}))
+        .collect();
+    gc_with(prefix, node, Some(valid))
+}
+
+/// CNI GC with the given `cni.dev/valid-attachments` (None: the key left out, which CNI 1.1
+/// forbids).
+pub fn gc_with(prefix: &str, node: &str, valid: Option<Vec<Value>>) -> Result<(), TestbedError> {
     let status = running(prefix)?;
     let n = node_of(&status, node)?;
     let p = NodeDir::new(Path::new(&status.state_dir), node).conflist();
@@ -377,13 +455,10 @@ pub fn gc(prefix: &str, node: &str) -> Result<(), TestbedError> {
         &std::fs::read_to_string(&p).map_err(|e| other(format!("{}: {e}", p.display())))?,
     )
     .map_err(|e| other(format!("{}: {e}", p.display())))?;
-    let valid: Vec<Value> = records(prefix)
-        .iter()
-        .filter(|r| r.node == node)
-        .map(|r| json!({"containerID": r.container_id, "ifname": "eth0"}))
-        .collect();
     let mut conf = netconf(&list, 0, "1.1.0", None);
-    conf["cni.dev/valid-attachments"] = json!(valid);
+    if let Some(valid) = valid {
+        conf["cni.dev/valid-attachments"] = json!(valid);
+    }
     let inv = Invocation {
         node_netns: &n.netns,
         command: "GC",

@@ -5,20 +5,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::*;
 use ipnet::Ipv4Net;
 use k8s_cri::v1::PodSandboxState;
 use nix::sys::signal::Signal;
 use testbed::containerd::ContainerdDir;
 use testbed::cri::{Cri, PodSpec};
 use testbed::pods::{self, LISTENER_PORT};
+use testsupport::testbed::*;
 
 const POD_SUBNET_A: &str = "100.64.0.0/19";
 const PEER_HOST_PORT: u16 = 9080;

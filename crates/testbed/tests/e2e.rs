@@ -1,17 +1,15 @@
 //! End to end on the testbed, the way a platform engineer checks a cluster: pods made by the
 //! real plugin through the node's conflist, traffic by real connections, EC2 read back.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
+#![allow(clippy::unwrap_used)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
-use common::*;
 use testsupport::testbed::workspace_bin;
+use testsupport::testbed::*;
 
 const HEAD: &str = r#"
 region: us-west-2

@@ -2,16 +2,28 @@
 //! routes, source/destination check, security groups, metadata and EC2 from inside a node, and
 //! the root namespace left alone.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
+#![allow(clippy::unwrap_used)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
-use common::*;
+use testsupport::testbed::*;
+
+/// `ip route get` in `ns`, or its error: a VPC address no ENI holds hits the router's blackhole,
+/// which `route get` answers with an error.
+fn route_get(ns: &str, addr: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-n", ns, "route", "get", addr])
+        .output()
+        .unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
 
 async fn subnet_id(ec2: &aws_sdk_ec2::Client, cidr: &str) -> String {
     let out = ec2
@@ -88,12 +100,11 @@ async fn attach_makes_a_link_appear_within_a_second_and_detach_removes_it() {
     assert_eq!(link_with_mac(&node_ns, &mac).unwrap(), "eth1");
     // Every address of the ENI is routed to its link in the router.
     for ip_addr in &ips {
-        let routed =
-            || ip(&tb.router(), &["route", "get", &ip_addr.to_string()]).contains("dev n1d1");
+        let routed = || route_get(&tb.router(), &ip_addr.to_string()).contains("dev n1d1");
         wait_for(Duration::from_secs(2), routed).unwrap_or_else(|| {
             panic!(
                 "{ip_addr}: {}",
-                ip(&tb.router(), &["route", "get", &ip_addr.to_string()])
+                route_get(&tb.router(), &ip_addr.to_string())
             )
         });
     }
@@ -120,7 +131,7 @@ async fn attach_makes_a_link_appear_within_a_second_and_detach_removes_it() {
         .unwrap()
         .to_string();
     wait_for(Duration::from_secs(2), || {
-        ip(&tb.router(), &["route", "get", &new_ip]).contains("dev n1d1")
+        route_get(&tb.router(), &new_ip).contains("dev n1d1")
     })
     .expect("a newly assigned address was not routed to its ENI");
 
@@ -215,7 +226,7 @@ async fn source_destination_check_and_security_groups_are_enforced_by_traffic() 
         );
     }
     wait_for(Duration::from_secs(2), || {
-        ip(&tb.router(), &["route", "get", &z.to_string()]).contains("dev n1d0")
+        route_get(&tb.router(), &z.to_string()).contains("dev n1d0")
     })
     .unwrap();
 
@@ -240,6 +251,62 @@ async fn source_destination_check_and_security_groups_are_enforced_by_traffic() 
     );
     let drops = iptables_packets(&tb.router(), "raw", "SRC-n1d0", "DROP");
     assert!(drops > 0, "the source check dropped nothing");
+}
+
+/// The state of `addr`'s neighbour entry on `dev` in `ns` after a connection attempt made the
+/// node ask for it, once ARP has settled (REACHABLE/STALE/DELAY: answered; FAILED: not).
+fn neighbour_after_asking(ns: &str, dev: &str, from: Ipv4Addr, addr: Ipv4Addr) -> String {
+    ip(ns, &["route", "replace", &format!("{addr}/32"), "dev", dev]);
+    let _ = connect_from(ns, Some(from), SocketAddr::from((addr, 9)));
+    let mut state = String::new();
+    wait_for(Duration::from_secs(6), || {
+        state = ip(ns, &["neigh", "show", &addr.to_string(), "dev", dev]);
+        ["REACHABLE", "STALE", "DELAY", "FAILED"]
+            .iter()
+            .any(|s| state.contains(s))
+    });
+    ip(ns, &["route", "del", &format!("{addr}/32"), "dev", dev]);
+    state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_answers_arp_only_for_the_gateway_and_assigned_addresses() {
+    // Two nodes in one subnet.
+    let tb = Testbed::without_agents(
+        r#"
+region: us-west-2
+vpc: {cidr: 10.0.0.0/16}
+subnets:
+  - {name: nodes-a, az: us-west-2a, cidr: 10.0.1.0/24}
+nodes:
+  - {name: node-a, instance_type: m5.large, subnet: nodes-a}
+  - {name: node-c, instance_type: m5.large, subnet: nodes-a}
+eniconfigs: []
+nat_gateway: false
+"#,
+    );
+    let a_ns = tb.netns("node-a");
+    let address = |node: &str| -> Ipv4Addr {
+        tb.node(node)["primary_ip"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (primary_a, assigned) = (address("node-a"), address("node-c"));
+    let unassigned = (200..250)
+        .map(|i| Ipv4Addr::new(10, 0, 1, i))
+        .find(|a| *a != primary_a && *a != assigned)
+        .unwrap();
+    let gateway = Ipv4Addr::new(10, 0, 1, 1);
+    for (addr, answered) in [(gateway, true), (assigned, true), (unassigned, false)] {
+        let state = neighbour_after_asking(&a_ns, "eth0", primary_a, addr);
+        assert_eq!(
+            !state.contains("FAILED") && !state.is_empty(),
+            answered,
+            "ARP for {addr}: {state:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

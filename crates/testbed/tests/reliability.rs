@@ -2,23 +2,19 @@
 //! churn (`VPC_CRASH_KILLS` kills, `make soak` runs 100+), and a fresh node under EC2 faults.
 //! After each round the node's invariants are checked against EC2 and the pods' records.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
-mod common;
-
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use aws_sdk_ec2::types::Filter;
-use common::*;
 use testbed::pods::{self, PodOptions};
+use testsupport::invariants;
+use testsupport::testbed::*;
 
 const NODE: &str = "node-a";
-const INSTANCE_TAG: &str = "node.k8s.amazonaws.com/instance_id";
 
 /// One m5.large node with custom networking; `env` is its ipamd's extra environment.
 fn one_node(env: &str) -> String {
@@ -79,10 +75,7 @@ struct Runtime {
 }
 
 fn live_pods(tb: &Testbed) -> Vec<pods::PodRecord> {
-    pods::records(&tb.prefix)
-        .into_iter()
-        .filter(|r| r.node == NODE)
-        .collect()
+    invariants::live_pods(tb, NODE)
 }
 
 fn add(tb: &Testbed, name: &str) -> Result<(), String> {
@@ -116,217 +109,6 @@ fn churn(tb: &Testbed, names: &[String], seed: u64, stop: &AtomicBool) -> Runtim
         }
     }
     rt
-}
-
-/// The pool as ipamd's introspection shows it: address → (ENI, holding pod).
-struct Pool {
-    addresses: Vec<(Ipv4Addr, String, Option<String>)>,
-    enis: BTreeSet<String>,
-}
-
-/// An error is a reading to retry: a restarted ipamd may not serve introspection yet.
-fn pool(tb: &Testbed) -> Result<Pool, String> {
-    let ns = netns::Netns::named(&tb.netns(NODE)).unwrap();
-    let (status, v) = ns
-        .run(|| {
-            ::testbed::emulator::http_json(61679, "GET", "/v1/enis", None, Duration::from_secs(10))
-        })
-        .unwrap()
-        .map_err(|e| format!("introspection: {e}"))?;
-    if status != 200 {
-        return Err(format!("introspection: {status} {v}"));
-    }
-    let mut addresses = Vec::new();
-    let mut enis = BTreeSet::new();
-    for e in v["enis"].as_array().unwrap() {
-        let id = e["id"].as_str().unwrap().to_string();
-        for a in e["addresses"].as_array().unwrap() {
-            addresses.push((
-                a["address"].as_str().unwrap().parse().unwrap(),
-                id.clone(),
-                a["pod"].as_str().map(str::to_string),
-            ));
-        }
-        enis.insert(id);
-    }
-    Ok(Pool { addresses, enis })
-}
-
-/// EC2's view of the node: attached ENIs with their pool addresses (secondaries and every
-/// address of each prefix), and our tagged ENIs that are not attached (leaks).
-/// An error is a reading to retry: the fault suite fails the test's own calls too.
-async fn ec2_view(
-    ec2: &aws_sdk_ec2::Client,
-    instance: &str,
-) -> Result<(BTreeMap<String, BTreeSet<Ipv4Addr>>, Vec<String>), String> {
-    let attached = ec2
-        .describe_network_interfaces()
-        .filters(
-            Filter::builder()
-                .name("attachment.instance-id")
-                .values(instance)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| format!("reading the node's ENIs: {e:?}"))?;
-    let mut enis = BTreeMap::new();
-    for e in attached.network_interfaces() {
-        let mut set: BTreeSet<Ipv4Addr> = e
-            .private_ip_addresses()
-            .iter()
-            .filter(|a| !a.primary().unwrap_or(false))
-            .map(|a| a.private_ip_address().unwrap().parse().unwrap())
-            .collect();
-        for p in e.ipv4_prefixes() {
-            let net: ipnet::Ipv4Net = p.ipv4_prefix().unwrap().parse().unwrap();
-            set.extend(net.hosts().chain([net.network(), net.broadcast()]));
-        }
-        enis.insert(e.network_interface_id().unwrap().to_string(), set);
-    }
-    let tagged = ec2
-        .describe_network_interfaces()
-        .filters(
-            Filter::builder()
-                .name(format!("tag:{INSTANCE_TAG}"))
-                .values(instance)
-                .build(),
-        )
-        .send()
-        .await
-        .map_err(|e| format!("reading the node's tagged ENIs: {e:?}"))?;
-    let leaked = tagged
-        .network_interfaces()
-        .iter()
-        .filter(|e| {
-            e.attachment()
-                .is_none_or(|a| a.instance_id() != Some(instance))
-        })
-        .map(|e| e.network_interface_id().unwrap().to_string())
-        .collect();
-    Ok((enis, leaked))
-}
-
-/// The quality spec's invariants; empty when they all hold.
-async fn violations(tb: &Testbed, ec2: &aws_sdk_ec2::Client) -> Vec<String> {
-    let pool = match pool(tb) {
-        Ok(p) => p,
-        Err(e) => return vec![e],
-    };
-    let mut out = Vec::new();
-    let live = live_pods(tb);
-    // No address held twice, no pod holding two.
-    let mut seen: BTreeMap<Ipv4Addr, usize> = BTreeMap::new();
-    let mut held: BTreeMap<&str, Vec<Ipv4Addr>> = BTreeMap::new();
-    for (ip, _, pod) in &pool.addresses {
-        *seen.entry(*ip).or_default() += 1;
-        if let Some(p) = pod {
-            held.entry(p.as_str()).or_default().push(*ip);
-        }
-    }
-    out.extend(
-        seen.iter()
-            .filter(|(_, n)| **n > 1)
-            .map(|(ip, n)| format!("{ip} is in the pool {n} times")),
-    );
-    out.extend(
-        held.iter()
-            .filter(|(_, ips)| ips.len() > 1)
-            .map(|(p, ips)| format!("pod {p} holds {ips:?}")),
-    );
-    let mut pod_ips = BTreeMap::new();
-    for r in &live {
-        if let Some(other) = pod_ips.insert(r.ip.clone(), &r.name) {
-            out.push(format!("pods {other} and {} both have {}", r.name, r.ip));
-        }
-    }
-    // Every live pod keeps its address; no address is held for a pod that is gone.
-    for r in &live {
-        let want = format!("default/{}", r.name);
-        let ip: Ipv4Addr = r.ip.parse().unwrap();
-        if !pool
-            .addresses
-            .iter()
-            .any(|(a, _, p)| *a == ip && p.as_deref() == Some(want.as_str()))
-        {
-            out.push(format!("live pod {} lost its address {ip}", r.name));
-        }
-    }
-    for (ip, _, pod) in &pool.addresses {
-        if let Some(p) = pod
-            && !live.iter().any(|r| format!("default/{}", r.name) == *p)
-        {
-            out.push(format!("{ip} is held for {p}, which is gone"));
-        }
-    }
-    // Every address on the node's ENIs is in the pool (assigned or free), and only those.
-    let (attached, leaked) = match ec2_view(ec2, &tb.instance(NODE)).await {
-        Ok(view) => view,
-        Err(e) => {
-            out.push(e);
-            return out;
-        }
-    };
-    let on_enis: BTreeSet<Ipv4Addr> = attached.values().flatten().copied().collect();
-    let pooled: BTreeSet<Ipv4Addr> = pool.addresses.iter().map(|(a, _, _)| *a).collect();
-    out.extend(
-        on_enis
-            .difference(&pooled)
-            .map(|a| format!("{a} is on an ENI but not in the pool")),
-    );
-    out.extend(
-        pooled
-            .difference(&on_enis)
-            .map(|a| format!("{a} is in the pool but on no ENI")),
-    );
-    for id in attached.keys() {
-        if !pool.enis.contains(id) {
-            out.push(format!("attached ENI {id} is unknown to ipamd"));
-        }
-    }
-    out.extend(
-        leaked
-            .iter()
-            .map(|id| format!("ENI {id} leaked (detached)")),
-    );
-    out
-}
-
-/// Waits for the invariants (ipamd converges after a restart); panics with what still fails.
-async fn assert_invariants(tb: &Testbed, ec2: &aws_sdk_ec2::Client, limit: Duration, what: &str) {
-    let start = Instant::now();
-    // A failed reading says nothing: report the last real one.
-    let mut last = Vec::new();
-    loop {
-        let v = violations(tb, ec2).await;
-        if v.is_empty() {
-            return;
-        }
-        if !v[0].starts_with("reading ") && !v[0].starts_with("introspection") {
-            last = v;
-        }
-        if start.elapsed() > limit {
-            let log = tb.ipamd_log(NODE);
-            panic!(
-                "{what}: after {limit:?}:\n  {}\nipamd log tail:\n{}",
-                last.join("\n  "),
-                &log[log.len().saturating_sub(4000)..]
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Kills the ipamd it holds when dropped (a failing test leaves no daemon behind).
-struct Ipamd(Option<std::process::Child>);
-
-impl Drop for Ipamd {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            c.kill().ok();
-            c.wait().ok();
-        }
-    }
 }
 
 fn kills() -> usize {
@@ -381,14 +163,15 @@ async fn ipamd_killed_during_pod_churn_keeps_the_invariants() {
             gc = pods::gc(&tb.prefix, NODE);
         }
         gc.unwrap_or_else(|e| panic!("round {round}: GC: {e}"));
-        assert_invariants(
+        invariants::assert_invariants(
             &tb,
             &ec2,
+            NODE,
             Duration::from_secs(30),
             &format!("round {round} of {rounds}"),
         )
         .await;
-        let p = pool(&tb).unwrap();
+        let p = invariants::pool(&tb, NODE).unwrap();
         eprintln!(
             "round {round}: invariants hold with {} live pods, {} ENIs, {} pool addresses; {} ADDs failed",
             live_pods(&tb).len(),
@@ -481,7 +264,7 @@ async fn a_fresh_node_under_ec2_faults_gets_every_pod_an_address() {
         }
     }
     // Every pod has its own address; nothing leaked, with the faults still on.
-    assert_invariants(&tb, &ec2, Duration::from_secs(60), "under faults").await;
+    invariants::assert_invariants(&tb, &ec2, NODE, Duration::from_secs(60), "under faults").await;
     assert_eq!(live_pods(&tb).len(), 12);
     // Ten pods go: the second pod ENI is released, still under faults, and its first five
     // detaches fail outright (no SDK retry): ipamd must not lose the ENI it failed to release.
@@ -495,16 +278,17 @@ async fn a_fresh_node_under_ec2_faults_gets_every_pod_an_address() {
         del(&tb, &format!("f{i}")).unwrap();
     }
     let shrunk = wait_for(Duration::from_secs(120), || {
-        pool(&tb).is_ok_and(|p| p.enis.len() == 2)
+        invariants::pool(&tb, NODE).is_ok_and(|p| p.enis.len() == 2)
     });
     assert!(
         shrunk.is_some(),
         "the pool did not shrink to one pod ENI\n{}",
         tb.ipamd_log(NODE)
     );
-    assert_invariants(
+    invariants::assert_invariants(
         &tb,
         &ec2,
+        NODE,
         Duration::from_secs(60),
         "after deletes under faults",
     )

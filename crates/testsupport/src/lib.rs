@@ -2,8 +2,9 @@
 //! endpoint, and an SDK client pointed at it. Panics here are test failures with a message that
 //! says what is missing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
+pub mod invariants;
 pub mod testbed;
 
 use ::testbed::emulator::EmulatorProcess;

@@ -268,6 +268,70 @@ pub fn connect_from(ns: &str, source: Option<Ipv4Addr>, to: SocketAddr) -> std::
         .unwrap()
 }
 
+/// A node's datapath as ipamd and the plugin make it, to compare before/after an event: links
+/// (name, MTU, state), addresses, rules, every routing table, and ipamd's iptables rules (the
+/// AWS- chains and the jumps to them), without counters.
+pub fn node_datapath(ns: &str) -> String {
+    let mut out = String::new();
+    // IPv4 only: ipamd and the plugin manage no IPv6, and the kernel's own IPv6 link-local
+    // addresses change state (DAD) on their own schedule.
+    for args in [
+        &["-o", "link", "show"][..],
+        &["-4", "-o", "addr", "show"][..],
+        &["-4", "rule", "show"][..],
+        &["-4", "route", "show", "table", "all"][..],
+    ] {
+        out.push_str(&format!("# ip {}\n", args.join(" ")));
+        for line in ip(ns, args).lines() {
+            // Link lines: the name, flags and MTU (queue and ether details are the kernel's).
+            let line = match line.split_once(" qdisc ") {
+                Some((head, _)) if args.contains(&"link") => head,
+                _ => line,
+            };
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+    out.push_str("# iptables-save (AWS- chains)\n");
+    let saved = Command::new("ip")
+        .args(["netns", "exec", ns, "iptables-save"])
+        .output()
+        .unwrap();
+    for line in String::from_utf8_lossy(&saved.stdout)
+        .lines()
+        .filter(|l| l.contains("AWS-") || l.starts_with('*'))
+    {
+        out.push_str(line.split(" [").next().unwrap());
+        out.push('\n');
+    }
+    out
+}
+
+/// Lines of `a` missing from `b` and lines of `b` missing from `a`, for a readable failure.
+pub fn diff_lines(a: &str, b: &str) -> String {
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let mut out = String::new();
+    for l in la.iter().filter(|l| !lb.contains(l)) {
+        out.push_str(&format!("- {l}\n"));
+    }
+    for l in lb.iter().filter(|l| !la.contains(l)) {
+        out.push_str(&format!("+ {l}\n"));
+    }
+    out
+}
+
+/// An ipamd a test started, killed when dropped (a failing test leaves no daemon behind).
+pub struct Ipamd(pub Option<std::process::Child>);
+
+impl Drop for Ipamd {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            c.kill().ok();
+            c.wait().ok();
+        }
+    }
+}
+
 /// The root namespace's links, addresses, routes, rules and firewall, to compare before/after.
 pub fn root_snapshot() -> String {
     let mut out = String::new();
@@ -402,19 +466,7 @@ impl Testbed {
     /// or after a kill). Returns once it serves gRPC.
     pub fn start_ipamd(&self, node: &str) -> std::process::Child {
         let socket = self.node_dir(node).join("ipamd.sock");
-        let _ = std::fs::remove_file(&socket);
-        let config_path = self._config.as_ref().map(|d| d.path().join("testbed.yaml"));
-        let config = ::testbed::config::Config::load(config_path.as_deref()).unwrap();
-        let node_config = config.nodes.iter().find(|n| n.name == node).unwrap();
-        let dir = ::testbed::agents::NodeDir(self.node_dir(node));
-        let child = ::testbed::agents::start_ipamd(
-            &self.netns(node),
-            &dir,
-            "us-west-2",
-            &config,
-            node_config,
-        )
-        .unwrap();
+        let child = self.spawn_ipamd(node);
         if wait_for(Duration::from_secs(20), || socket.exists()).is_none() {
             let stderr = std::fs::read_to_string(self.node_dir(node).join("ipamd.stderr"))
                 .unwrap_or_default();
@@ -443,6 +495,17 @@ impl Testbed {
             "ipamd on {node} serves gRPC but not its introspection"
         );
         child
+    }
+
+    /// Starts an ipamd on the node the way the daemon does, without waiting for it.
+    pub fn spawn_ipamd(&self, node: &str) -> std::process::Child {
+        let _ = std::fs::remove_file(self.node_dir(node).join("ipamd.sock"));
+        let config_path = self._config.as_ref().map(|d| d.path().join("testbed.yaml"));
+        let config = ::testbed::config::Config::load(config_path.as_deref()).unwrap();
+        let node_config = config.nodes.iter().find(|n| n.name == node).unwrap();
+        let dir = ::testbed::agents::NodeDir(self.node_dir(node));
+        ::testbed::agents::start_ipamd(&self.netns(node), &dir, "us-west-2", &config, node_config)
+            .unwrap()
     }
 }
 

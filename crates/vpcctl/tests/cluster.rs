@@ -1,7 +1,7 @@
 //! `vpcctl validate` against the EC2 emulator; `vpcctl status` and the ENIConfigs of
 //! `custom-networking apply` against testbed nodes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 

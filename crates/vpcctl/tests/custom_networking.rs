@@ -1,7 +1,7 @@
 //! `vpcctl custom-networking plan|apply` against the EC2 emulator, from a VPC with only its
 //! primary block, as the reference document starts.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 use std::process::{Command, Output};

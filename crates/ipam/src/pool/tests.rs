@@ -414,6 +414,74 @@ fn never_low_at_max_pods() {
     assert_eq!(shortage(&settings, &stats), 0);
 }
 
+impl Sim {
+    /// ENABLE_PREFIX_DELEGATION turned on for a node that holds /32s (an ipamd restarted with
+    /// the new setting): its secondary addresses stay until they are released.
+    fn turn_on_prefix_delegation(&mut self, warm_prefix: usize) {
+        let per_eni = self.settings.slots_per_eni * 16;
+        let pod_enis = self.settings.max_enis - usize::from(self.ds.enis().any(|e| e.excluded));
+        self.settings.prefix_delegation = true;
+        self.settings.warm_prefix_target = warm_prefix;
+        self.settings.max_pods = pod_enis * per_eni + 2;
+        self.ds.set_max_pods(self.settings.max_pods);
+    }
+}
+
+#[test]
+fn prefix_delegation_on_a_node_holding_secondary_addresses() {
+    for (pods_before, warm_prefix, pods_after) in
+        [(0, 1, 0), (5, 1, 0), (5, 0, 3), (20, 2, 40), (9, 1, 9)]
+    {
+        let mut s = sim(M5_LARGE_CN, Targets::default(), pods_before);
+        let secondaries = s.shape().1;
+        assert!(secondaries > 0);
+        s.turn_on_prefix_delegation(warm_prefix);
+        // Every decision on the mixed pool is made without underflow, and the pool settles.
+        s.run_to(pods_after);
+        let state = s.state();
+        // A node whose slots are all taken by pods' /32s stays at capacity until they go.
+        assert_eq!(
+            s.assigned(),
+            pods_after.min(state.stats.total),
+            "{pods_before} -> {pods_after}"
+        );
+        let settled = decide(&s.settings, &state, s.now.plus(Duration::from_secs(3600)));
+        assert!(
+            matches!(settled, PoolAction::Steady | PoolAction::AtCapacity { .. }),
+            "{settled:?}"
+        );
+        // The free /32s do not count as prefixes.
+        let prefixes = state
+            .enis
+            .iter()
+            .flat_map(|e| &e.blocks)
+            .filter(|b| b.prefix_len() < 32)
+            .count();
+        assert_eq!(state.stats.total_prefixes, prefixes);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(60))]
+    #[test]
+    fn mixed_pools_settle(
+        before in 0usize..20, after in 0usize..40, warm_prefix in 0usize..3,
+        warm_ip in 0usize..20, min_ip in 0usize..20, cn in any::<bool>(),
+    ) {
+        let node = Node { ipv4_per_eni: 10, eni_limit: 3, custom_networking: cn };
+        let mut s = Sim::new(node, Targets::default());
+        s.run_to(before);
+        s.turn_on_prefix_delegation(warm_prefix);
+        s.settings.warm_ip_target = warm_ip;
+        s.settings.minimum_ip_target = min_ip;
+        s.run_to(after);
+        let state = s.state();
+        prop_assert_eq!(s.assigned(), after.min(s.settings.max_pods).min(state.stats.total));
+        let settled = decide(&s.settings, &state, s.now.plus(Duration::from_secs(3600)));
+        prop_assert!(matches!(settled, PoolAction::Steady | PoolAction::AtCapacity { .. }), "{:?}", settled);
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(60))]
     #[test]

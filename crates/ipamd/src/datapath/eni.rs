@@ -49,6 +49,17 @@ pub struct EniRouting {
 }
 
 impl EniRouting {
+    /// The routing of a pooled ENI: its table, gateway and address from its subnet as EC2
+    /// reports it.
+    pub fn of(eni: &ipam::Eni, mtu: u32) -> Self {
+        EniRouting {
+            primary_ip: eni.primary_ip,
+            subnet: eni.subnet_cidr,
+            table: eni.route_table(),
+            mtu,
+        }
+    }
+
     fn routes(&self, index: u32) -> [Route; 2] {
         let gw = gateway(self.subnet);
         [

@@ -3,6 +3,7 @@
 
 pub mod conntrack;
 pub mod eni;
+pub mod node;
 pub mod snat;
 
 #[derive(Debug, thiserror::Error)]

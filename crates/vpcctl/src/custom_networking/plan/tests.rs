@@ -1,4 +1,4 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used)]
 
 use super::*;
 use ec2::{InstanceEni, VpcCidrBlock};
