@@ -15,7 +15,12 @@ check failed. Subcommands:
                                  least 4 minutes before liveness), and the init container, privileged,
                                  loosens the primary interface's rp_filter
   env FILE CONTAINER NAME=VALUE|NAME=- ...
-                                 the container's env holds NAME once with VALUE, or not at all (-)
+                                 the (init) container's env holds NAME once with VALUE, or not at all (-)
+  eniconfigs FILE NAME=SUBNET[:SG,SG...] ...
+                                 FILE holds exactly these ENIConfigs, with these subnets and groups
+  object FILE KIND/NAME PATH=JSON ...
+                                 the object's value at the dotted PATH equals the JSON value (PATH steps:
+                                 keys, list indexes, key[X] for the item of list key named X)
 
 ENIConfigs cannot be checked by kubernetes-validate (it only knows built-in kinds), hence the
 translation of the CRD's OpenAPI v3 schema into JSON Schema here (jsonschema is a dependency of
@@ -326,7 +331,7 @@ def cmd_same_daemonset(a: str, b: str) -> None:
 def cmd_env(path: str, container: str, expectations: list[str]) -> None:
     ds = daemonset(path)
     pod = ds["spec"]["template"]["spec"]
-    matches = [c for c in pod.get("containers", []) if c["name"] == container]
+    matches = [c for c in pod.get("containers", []) + pod.get("initContainers", []) if c["name"] == container]
     if len(matches) != 1:
         fail(f"{path}: container {container}", "not found")
         return
@@ -344,6 +349,61 @@ def cmd_env(path: str, container: str, expectations: list[str]) -> None:
             fail(f"{path}: {container} {name}={want}", f"found {got}")
         else:
             ok(f"{path}: {container} {name}={want}")
+
+
+def cmd_eniconfigs(path: str, expectations: list[str]) -> None:
+    found = {}
+    for doc in documents(path):
+        if doc.get("kind") == "ENIConfig":
+            spec = doc.get("spec") or {}
+            found[doc["metadata"]["name"]] = (spec.get("subnet"), spec.get("securityGroups") or [])
+    wanted = {}
+    for e in expectations:
+        name, _, rest = e.partition("=")
+        subnet, _, groups = rest.partition(":")
+        wanted[name] = (subnet, [g for g in groups.split(",") if g])
+    what = f"{path}: ENIConfigs {', '.join(expectations)}"
+    if found == wanted:
+        ok(what)
+    else:
+        fail(what, f"found {found}")
+
+
+def walk(value: Any, path: str) -> Any:
+    for step in path.split("."):
+        key, _, item = step.partition("[")
+        if item:
+            items = [v for v in value[key] if isinstance(v, dict) and v.get("name") == item.rstrip("]")]
+            if len(items) != 1:
+                raise KeyError(f"{len(items)} items of {key} named {item.rstrip(']')!r}")
+            value = items[0]
+        elif isinstance(value, list):
+            value = value[int(step)]
+        else:
+            value = value[step]
+    return value
+
+
+def cmd_object(path: str, which: str, expectations: list[str]) -> None:
+    import json
+
+    kind, _, name = which.partition("/")
+    objects = [d for d in documents(path) if d.get("kind") == kind and (d.get("metadata") or {}).get("name") == name]
+    if len(objects) != 1:
+        fail(f"{path}: {which}", f"{len(objects)} such objects")
+        return
+    for e in expectations:
+        where, _, want = e.partition("=")
+        what = f"{path}: {which} {where} = {want}"
+        try:
+            got = walk(objects[0], where)
+        except (KeyError, IndexError, ValueError, TypeError) as err:
+            fail(what, f"no such path: {err}")
+            continue
+        if got == json.loads(want):
+            ok(what)
+        else:
+            fail(what, f"found {json.dumps(got)}")
 
 
 # ipamd's bounded wait for the API server (crates/cluster/src/connect.rs) is about three minutes.
@@ -397,6 +457,10 @@ def main(argv: list[str]) -> int:
         cmd_same_daemonset(args[0], args[1])
     elif cmd == "env":
         cmd_env(args[0], args[1], args[2:])
+    elif cmd == "eniconfigs":
+        cmd_eniconfigs(args[0], args[1:])
+    elif cmd == "object":
+        cmd_object(args[0], args[1], args[2:])
     elif cmd == "startup":
         cmd_startup(args[0])
     else:

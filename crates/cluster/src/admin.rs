@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::Node;
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -53,8 +54,20 @@ pub async fn eniconfigs(
         .map_err(api_error("listing ENIConfigs"))?;
     Ok(list
         .into_iter()
-        .map(|c| (c.name_any(), eniconfig::EniConfigSpec::from(&c.spec)))
+        .map(|c| (c.name_any(), c.spec.0.clone()))
         .collect())
+}
+
+/// Every Node of the cluster (labels, the kubelet's max pods, cordon), by name.
+pub async fn nodes(client: &Client) -> Result<Vec<eniconfig::NodeObject>, AdminError> {
+    let api: Api<Node> = Api::all(client.clone());
+    let list = api
+        .list(&ListParams::default())
+        .await
+        .map_err(api_error("listing Nodes"))?;
+    let mut nodes: Vec<_> = list.iter().map(crate::watch::node_object).collect();
+    nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(nodes)
 }
 
 /// Creates or updates one ENIConfig's spec (server-side apply); Unchanged when it already says so.
@@ -68,10 +81,7 @@ pub async fn apply_eniconfig(
         .get_opt(name)
         .await
         .map_err(api_error(format!("reading ENIConfig {name}")))?;
-    let wanted = EniConfigResourceSpec {
-        subnet: spec.subnet.clone(),
-        security_groups: spec.security_groups.clone(),
-    };
+    let wanted = EniConfigResourceSpec(spec.clone());
     let change = match &current {
         Some(c) if c.spec == wanted => return Ok(Change::Unchanged),
         Some(_) => Change::Updated,

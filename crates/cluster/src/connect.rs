@@ -59,10 +59,31 @@ pub async fn config(kubeconfig: Option<&Path>) -> Result<Config, ConnectError> {
                     message: e.to_string(),
                 })
         }
-        None => Config::infer()
-            .await
-            .map_err(|e| ConnectError::Infer(e.to_string())),
+        None => {
+            let config = Config::infer()
+                .await
+                .map_err(|e| ConnectError::Infer(e.to_string()))?;
+            let endpoint = std::env::var(CLUSTER_ENDPOINT).ok();
+            with_endpoint(config, endpoint.as_deref())
+        }
     }
+}
+
+/// Upstream's variable for the API server's own address, used instead of the in-cluster
+/// service's (which needs kube-proxy's rules first).
+pub const CLUSTER_ENDPOINT: &str = "CLUSTER_ENDPOINT";
+
+/// The inferred configuration pointed at `endpoint` when one is given (non-empty); the
+/// credentials and CA stay the in-cluster ones.
+pub fn with_endpoint(mut config: Config, endpoint: Option<&str>) -> Result<Config, ConnectError> {
+    if let Some(e) = endpoint.filter(|e| !e.is_empty()) {
+        config.cluster_url = e.parse().map_err(|err| ConnectError::Client {
+            server: e.to_string(),
+            message: format!("{CLUSTER_ENDPOINT} is not a URL: {err}"),
+        })?;
+        info!(endpoint = e, "API server from {CLUSTER_ENDPOINT}");
+    }
+    Ok(config)
 }
 
 /// A client whose API server has answered.
@@ -108,4 +129,27 @@ pub async fn wait_for_api(client: &Client, server: &str, retry: Retry) -> Result
         attempts: retry.attempts.max(1),
         last,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_endpoint_replaces_only_the_address() {
+        let base = Config::new("https://10.100.0.1:443".parse().unwrap());
+        let c = with_endpoint(
+            base.clone(),
+            Some("https://ABCD.gr7.us-west-2.eks.amazonaws.com"),
+        )
+        .unwrap();
+        assert_eq!(
+            c.cluster_url.to_string(),
+            "https://ABCD.gr7.us-west-2.eks.amazonaws.com/"
+        );
+        assert_eq!(c.default_namespace, base.default_namespace);
+        let same = with_endpoint(base.clone(), Some("")).unwrap();
+        assert_eq!(same.cluster_url, base.cluster_url);
+        assert!(with_endpoint(base, Some("not a url")).is_err());
+    }
 }

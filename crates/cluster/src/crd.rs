@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The subnet and security groups of pod ENIs.
+// `eniconfig::EniConfigSpec` is the one spec type; this wrapper only carries the derive.
 // The printer columns repeat `type_ = "string"`, which clippy mistakes for duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -42,17 +43,15 @@ use serde::{Deserialize, Serialize};
         json_path = ".metadata.creationTimestamp"
     )
 )]
-pub struct EniConfigResourceSpec {
-    /// Subnet ID (subnet-...) in the node's VPC and availability zone.
-    pub subnet: String,
-    /// Security group IDs (sg-...) of the same VPC. Empty or missing means the VPC's default
-    /// security group (ENI_CONFIG_SG_FALLBACK=primary-eni copies the primary ENI's groups).
-    #[serde(
-        rename = "securityGroups",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub security_groups: Option<Vec<String>>,
+#[serde(transparent)]
+#[schemars(transparent)]
+pub struct EniConfigResourceSpec(pub eniconfig::EniConfigSpec);
+
+impl std::ops::Deref for EniConfigResourceSpec {
+    type Target = eniconfig::EniConfigSpec;
+    fn deref(&self) -> &eniconfig::EniConfigSpec {
+        &self.0
+    }
 }
 
 /// Written by the ENIConfig validator (ipamd's elected status writer or `vpcctl validate`).
@@ -89,15 +88,6 @@ pub struct Condition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("minimum" = 0))]
     pub observed_generation: Option<i64>,
-}
-
-impl From<&EniConfigResourceSpec> for eniconfig::EniConfigSpec {
-    fn from(s: &EniConfigResourceSpec) -> Self {
-        eniconfig::EniConfigSpec {
-            subnet: s.subnet.clone(),
-            security_groups: s.security_groups.clone(),
-        }
-    }
 }
 
 const CRD_HEADER: &str = "\

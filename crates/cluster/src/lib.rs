@@ -15,4 +15,4 @@ pub use crd::{Condition, ENIConfig, EniConfigResourceSpec, EniConfigStatus, crd_
 pub use events::{NodeEvent, publish_node_events};
 pub use lease::{Election, LEASE_NAME, elect};
 pub use status::{Facts, run_writer, status_for, write_all};
-pub use watch::{Merge, ObjectsRx, watch_objects};
+pub use watch::{Merge, ObjectsRx, node_object, watch_objects};

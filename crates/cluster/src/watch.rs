@@ -33,11 +33,25 @@ pub struct Merge {
     eniconfig_error: Option<String>,
 }
 
-fn node_object(n: &Node) -> NodeObject {
+/// What the agent and `vpcctl` read of a Node: name, labels, annotations, pod capacity, cordon.
+pub fn node_object(n: &Node) -> NodeObject {
+    let spec = n.spec.as_ref();
+    let tainted = spec.and_then(|s| s.taints.as_ref()).is_some_and(|taints| {
+        taints
+            .iter()
+            .any(|t| t.key == eniconfig::UNSCHEDULABLE_TAINT && t.effect == "NoSchedule")
+    });
     NodeObject {
         name: n.name_any(),
         labels: n.labels().clone(),
         annotations: n.annotations().clone(),
+        pod_capacity: n
+            .status
+            .as_ref()
+            .and_then(|s| s.capacity.as_ref())
+            .and_then(|c| c.get("pods"))
+            .and_then(|q| eniconfig::pod_count(&q.0)),
+        unschedulable: tainted || spec.and_then(|s| s.unschedulable).unwrap_or(false),
     }
 }
 
@@ -80,7 +94,7 @@ impl Merge {
         match event {
             Event::Init => self.relisting_eniconfigs = Some(BTreeMap::new()),
             Event::InitApply(c) => {
-                let spec = EniConfigSpec::from(&c.spec);
+                let spec = c.spec.0.clone();
                 self.relisting_eniconfigs
                     .get_or_insert_with(BTreeMap::new)
                     .insert(c.name_any(), spec);
@@ -90,8 +104,7 @@ impl Merge {
                 self.eniconfigs_listed = true;
             }
             Event::Apply(c) => {
-                self.eniconfigs
-                    .insert(c.name_any(), EniConfigSpec::from(&c.spec));
+                self.eniconfigs.insert(c.name_any(), c.spec.0.clone());
             }
             Event::Delete(c) => {
                 self.eniconfigs.remove(&c.name_any());

@@ -39,6 +39,11 @@ pub enum RetryMode {
 pub struct SdkOptions {
     /// The region; `None` reads the SDK's usual sources (`AWS_REGION`, profile).
     pub region: Option<String>,
+    /// The EC2 endpoint (`AWS_EC2_ENDPOINT`); `None` leaves it to the SDK
+    /// (`AWS_ENDPOINT_URL_EC2`, `AWS_ENDPOINT_URL`, the region's).
+    pub endpoint: Option<String>,
+    /// The shared-config profile for credentials and region; `None`: the SDK's default chain.
+    pub profile: Option<String>,
     pub retry_mode: RetryMode,
     /// Attempts per call, the first included.
     pub max_attempts: u32,
@@ -59,6 +64,8 @@ impl Default for SdkOptions {
     fn default() -> Self {
         SdkOptions {
             region: None,
+            endpoint: None,
+            profile: None,
             retry_mode: RetryMode::Standard,
             max_attempts: 5,
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
@@ -79,6 +86,9 @@ impl SdkEc2 {
     /// region) with our retry policy.
     pub async fn new(options: &SdkOptions, metrics: Arc<Ec2Metrics>) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
+        if let Some(profile) = &options.profile {
+            loader = loader.profile_name(profile);
+        }
         if let Some(region) = &options.region {
             loader = loader.region(aws_config::Region::new(region.clone()));
         }
@@ -102,7 +112,11 @@ impl SdkEc2 {
             .operation_attempt_timeout(options.attempt_timeout)
             .operation_timeout(options.operation_timeout)
             .build();
-        let ec2_config = aws_sdk_ec2::config::Builder::from(config)
+        let mut builder = aws_sdk_ec2::config::Builder::from(config);
+        if let Some(endpoint) = &options.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        let ec2_config = builder
             .retry_config(retry)
             .timeout_config(timeouts)
             .interceptor(crate::metrics::AttemptErrors(metrics.clone()))

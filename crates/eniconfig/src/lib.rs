@@ -7,7 +7,7 @@ mod validate;
 
 pub use manifest::{
     API_VERSION, EniConfig, EniConfigSpec, ManifestError, NodeObject, Object, Objects,
-    parse_manifests,
+    UNSCHEDULABLE_TAINT, parse_manifests, pod_count,
 };
 pub use validate::{GroupFacts, NodeFacts, SubnetFacts, Validation, validate};
 

@@ -7,9 +7,14 @@ use serde::{Deserialize, Serialize};
 
 pub const API_VERSION: &str = "crd.k8s.amazonaws.com/v1alpha1";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The subnet and security groups of pod ENIs: the one spec type of the ENIConfig resource
+/// (standalone manifests read it; `cluster`'s CRD is generated from it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EniConfigSpec {
+    /// Subnet ID (subnet-...) in the node's VPC and availability zone.
     pub subnet: String,
+    /// Security group IDs (sg-...) of the same VPC. Empty or missing means the VPC's default
+    /// security group (ENI_CONFIG_SG_FALLBACK=primary-eni copies the primary ENI's groups).
     #[serde(
         rename = "securityGroups",
         default,
@@ -36,6 +41,18 @@ pub struct NodeObject {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// `status.capacity.pods`: the kubelet's max pods, when the object says.
+    pub pod_capacity: Option<u32>,
+    /// Cordoned: `spec.unschedulable`, or the `node.kubernetes.io/unschedulable:NoSchedule` taint.
+    pub unschedulable: bool,
+}
+
+/// The taint the node lifecycle controller puts on a cordoned node.
+pub const UNSCHEDULABLE_TAINT: &str = "node.kubernetes.io/unschedulable";
+
+/// A quantity as the kubelet writes `capacity.pods`: a plain whole number.
+pub fn pod_count(quantity: &str) -> Option<u32> {
+    quantity.trim().parse().ok()
 }
 
 /// What a source (a manifests directory or the API server) knows now: this node's Node object and
@@ -85,6 +102,37 @@ struct Raw {
     kind: String,
     metadata: Option<Meta>,
     spec: Option<serde_yaml::Value>,
+    status: Option<serde_yaml::Value>,
+}
+
+/// A Node's pod capacity and cordon state from its spec and status (as `kubectl get -o yaml`
+/// shows them); absent fields mean unknown capacity and schedulable.
+fn node_state(
+    spec: Option<&serde_yaml::Value>,
+    status: Option<&serde_yaml::Value>,
+) -> (Option<u32>, bool) {
+    let capacity = status
+        .and_then(|s| s.get("capacity"))
+        .and_then(|c| c.get("pods"))
+        .and_then(|p| match p {
+            serde_yaml::Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
+            serde_yaml::Value::String(s) => pod_count(s),
+            _ => None,
+        });
+    let cordoned = spec
+        .and_then(|s| s.get("unschedulable"))
+        .and_then(serde_yaml::Value::as_bool)
+        .unwrap_or(false);
+    let tainted = spec
+        .and_then(|s| s.get("taints"))
+        .and_then(serde_yaml::Value::as_sequence)
+        .is_some_and(|taints| {
+            taints.iter().any(|t| {
+                t.get("key").and_then(serde_yaml::Value::as_str) == Some(UNSCHEDULABLE_TAINT)
+                    && t.get("effect").and_then(serde_yaml::Value::as_str) == Some("NoSchedule")
+            })
+        });
+    (capacity, cordoned || tainted)
 }
 
 /// Parses every document; objects of other kinds are skipped, a malformed one is an error that
@@ -122,10 +170,14 @@ pub fn parse_manifests(text: &str) -> Result<Vec<Object>, ManifestError> {
                     labels: None,
                     annotations: None,
                 });
+                let (pod_capacity, unschedulable) =
+                    node_state(raw.spec.as_ref(), raw.status.as_ref());
                 out.push(Object::Node(NodeObject {
                     name: name.clone(),
                     labels: meta.labels.unwrap_or_default(),
                     annotations: meta.annotations.unwrap_or_default(),
+                    pod_capacity,
+                    unschedulable,
                 }));
             }
             "ENIConfig" => {
@@ -199,6 +251,22 @@ metadata: {name: ignored}
             panic!()
         };
         assert_eq!(n.labels["topology.kubernetes.io/zone"], "us-west-2a");
+    }
+
+    #[test]
+    fn a_nodes_pod_capacity_and_cordon() {
+        let objects = parse_manifests(
+            "kind: Node\nmetadata: {name: a}\nspec: {taints: [{key: node.kubernetes.io/unschedulable, effect: NoSchedule}]}\nstatus: {capacity: {cpu: \"2\", pods: \"29\"}}\n---\nkind: Node\nmetadata: {name: b}\nspec: {unschedulable: true}\nstatus: {capacity: {pods: 110}}\n---\nkind: Node\nmetadata: {name: c}\nspec: {taints: [{key: node.kubernetes.io/unschedulable, effect: PreferNoSchedule}]}\n",
+        )
+        .unwrap();
+        let nodes: Vec<(Option<u32>, bool)> = objects
+            .iter()
+            .map(|o| match o {
+                Object::Node(n) => (n.pod_capacity, n.unschedulable),
+                Object::EniConfig(_) => panic!(),
+            })
+            .collect();
+        assert_eq!(nodes, [(Some(29), true), (Some(110), true), (None, false)]);
     }
 
     #[test]

@@ -118,8 +118,18 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         "instance identity"
     );
     let metrics = Metrics::new().map_err(startup("metrics"))?;
-    let ec2 =
-        Arc::new(SdkEc2::new(&cli.options.sdk_options(&id.region), metrics.ec2.clone()).await);
+    crate::compat::announce(crate::compat::findings(), &metrics.registry)
+        .map_err(startup("metrics"))?;
+    let ec2 = Arc::new(
+        SdkEc2::new(
+            &ec2::SdkOptions {
+                endpoint: settings.ec2_endpoint.clone(),
+                ..cli.options.sdk_options(&id.region)
+            },
+            metrics.ec2.clone(),
+        )
+        .await,
+    );
     let limits = match LimitsTable::builtin().get(&id.instance_type) {
         Ok(l) => l.clone(),
         Err(_) => ec2
@@ -223,8 +233,10 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
                 id.primary_mac
             ))
         })?;
-    // Replies that arrive on another ENI must not be dropped.
-    node.lock().datapath_problem = datapath::node::loosen_rp_filter(&primary_link.name);
+    // Replies that arrive on another ENI must not be dropped (loose), unless NodePort support
+    // is off (strict, as upstream).
+    node.lock().datapath_problem =
+        datapath::node::set_rp_filter(&primary_link.name, settings.node_port_support);
     datapath::node::setup(&nl, settings, &primary_link, id.primary_ip, &id.vpc_cidrs)
         .await
         .map_err(startup("the node's datapath"))?;
@@ -260,12 +272,18 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         shutdown_rx.clone(),
     )));
     tasks.push(tokio::spawn(manager.run(shutdown_rx.clone())));
+    tasks.push(tokio::spawn(crate::capacity::watch(
+        node.clone(),
+        pods.clone(),
+        options,
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(write_cni_config_when_ready(
         node.clone(),
         health_reporter,
         shutdown_rx.clone(),
     )));
-    if !settings.disable_leaked_eni_cleanup {
+    if settings.leaked_eni_cleanup() {
         let cleaner = Manager {
             node: node.clone(),
             ec2,

@@ -31,8 +31,14 @@ pub fn render(node: &Node) -> String {
     serde_json::to_string_pretty(&conf).unwrap_or_default()
 }
 
+/// In `HOST_CNI_CONFDIR_PATH` (upstream's variable) when set, else in `CNI_CONF_DIR`.
 pub fn path(node: &Node) -> PathBuf {
-    node.cli.options.cni_conf_dir.join(FILE_NAME)
+    node.cli
+        .settings
+        .host_cni_confdir_path
+        .as_ref()
+        .unwrap_or(&node.cli.options.cni_conf_dir)
+        .join(FILE_NAME)
 }
 
 pub fn write(node: &Node) -> std::io::Result<()> {

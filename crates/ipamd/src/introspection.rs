@@ -18,6 +18,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/ipamd-env-settings", get(env_settings))
         .route("/v1/networkutils-env-settings", get(networkutils_settings))
         .route("/v1/pool", get(pool))
+        .route("/v1/compat", get(compat))
         .with_state(node)
 }
 
@@ -137,5 +138,15 @@ async fn pool(State(node): State<Arc<Node>>) -> Json<Value> {
         "unrouted_enis": st.unrouted,
         "datapath_problem": st.datapath_problem,
         "last_ec2_error": st.last_ec2_error,
+        "kubelet_max_pods": st.max_pods_check,
+    }))
+}
+
+/// The start-up review of the environment against the existing implementation.
+async fn compat(State(_node): State<Arc<Node>>) -> Json<Value> {
+    let findings = crate::compat::findings();
+    Json(json!({
+        "refused": crate::compat::refusal(findings),
+        "findings": findings,
     }))
 }

@@ -3,8 +3,10 @@
 //! ENIs, sets up SNAT, checkpoints, serves introspection and metrics.
 
 pub mod app;
+pub mod capacity;
 pub mod cli;
 pub mod cniconf;
+pub mod compat;
 pub mod datapath;
 pub mod drift;
 pub mod events;

@@ -16,7 +16,8 @@ pub fn init(settings: &IpamdSettings) -> Result<(), String> {
         LogLevel::Debug => Level::DEBUG,
         LogLevel::Info => Level::INFO,
         LogLevel::Warn => Level::WARN,
-        LogLevel::Error => Level::ERROR,
+        // No fatal level: errors are the closest.
+        LogLevel::Error | LogLevel::Fatal => Level::ERROR,
     };
     // Ours at the chosen level; the SDK's and the HTTP stack's chatter only from WARN.
     let filter = Targets::new()

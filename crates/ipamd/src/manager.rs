@@ -164,6 +164,10 @@ impl<C: Ec2 + 'static> Manager<C> {
                 st.target.clone(),
             )
         };
+        if let Some(why) = crate::compat::held_now(&self.node, &action) {
+            tracing::debug!(?action, why, "pool action held back by the settings");
+            return Round::Idle;
+        }
         let result = match &action {
             PoolAction::Steady => return Round::Idle,
             PoolAction::AtCapacity { short } => {
@@ -728,6 +732,10 @@ impl<C: Ec2 + 'static> Manager<C> {
     /// spec) or, without custom networking, the node's own subnet and groups.
     async fn refresh_target(&self) {
         let id = &self.node.identity;
+        if let Some(reason) = crate::compat::refusal(crate::compat::findings()) {
+            self.set_blocked(crate::compat::REFUSED_EVENT, reason);
+            return;
+        }
         if !self.node.custom_networking() {
             let target = Target::Ready {
                 eniconfig: None,

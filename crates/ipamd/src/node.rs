@@ -60,6 +60,8 @@ pub struct NodeState {
     pub datapath_problem: Option<String>,
     pub network_ready: bool,
     pub shutting_down: bool,
+    /// The kubelet's max pods against the node's (capacity.rs), once the Node says.
+    pub max_pods_check: Option<instance_limits::KubeletCheck>,
     /// Pool rounds completed since start: a test (or a person) can tell that a decision about
     /// the current state has been made, instead of waiting and hoping.
     pub rounds: u64,
@@ -82,6 +84,7 @@ impl NodeState {
             datapath_problem: None,
             network_ready: false,
             shutting_down: false,
+            max_pods_check: None,
             rounds: 0,
         }
     }

@@ -1,23 +1,31 @@
 //! `ipamd`'s settings: the environment variables of the existing implementation, with the same
-//! names and defaults, each also a `--flag`. Invalid values are refused with a message naming the
-//! variable and what it accepts; nothing falls back silently to a default.
+//! names, defaults and reading of values (empty means default, Go's booleans, the "unset"
+//! spellings), each also a `--flag`. Two layers: clap collects every variable as text
+//! ([`RawSettings`]), then one pure conversion reads them as upstream does ([`IpamdSettings`]).
+//! Invalid values are refused with a message naming the variable and what it accepts; nothing
+//! falls back silently to a default. [`CATALOG`] has the fate of every upstream variable and
+//! [`review`] the start-up warnings.
 
+mod catalog;
+mod compat;
 mod parse;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{ArgAction, Args};
+use clap::{ArgMatches, Args, Command, FromArgMatches};
 use ipnet::Ipv4Net;
 
-pub use parse::{SettingsError, parse_bool};
+pub use catalog::{CATALOG, Fate, Trigger, Variable, lookup, markdown_table};
+pub use compat::{Finding, FindingKind, WATCHED_PREFIXES, review};
+pub use parse::{SettingsError, atoi, parse_bool};
 use parse::{
-    parse_connmark, parse_exclude_cidrs, parse_loopback_addr, parse_mtu, parse_tags,
+    Value, parse_cidrs, parse_connmark, parse_endpoint, parse_loopback_addr, parse_mtu, parse_tags,
     parse_veth_prefix,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SgFallback {
     /// CreateNetworkInterface without groups: EC2 applies the VPC's default security group.
@@ -26,7 +34,7 @@ pub enum SgFallback {
     PrimaryEni,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RandomizeSnat {
     /// `--random-fully`
@@ -36,216 +44,162 @@ pub enum RandomizeSnat {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
-#[value(rename_all = "UPPER")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum LogLevel {
     Debug,
     Info,
     Warn,
     Error,
+    /// Upstream's highest level; ours logs errors (there is no fatal level).
+    Fatal,
 }
 
-/// Every setting of `interfaces.md`. Field docs are the `--help` text.
-#[derive(Debug, Clone, Args, serde::Serialize)]
-pub struct IpamdSettings {
-    /// Custom networking: pod ENIs in the subnet and security groups of the node's ENIConfig.
-    #[arg(long = "custom-network-cfg", env = "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", value_name = "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG",
-          default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
-    pub custom_network_cfg: bool,
+/// Declares [`RawSettings`]: one text field per variable, also a `--flag`, plus the list of the
+/// variables' names. The doc comment is the `--help` text (defaults are upstream's).
+macro_rules! raw_settings {
+    ($( $(#[$doc:meta])* $field:ident: $long:literal = $env:literal; )*) => {
+        /// Every variable as the environment (or the command line) gives it, unparsed.
+        #[derive(Debug, Clone, Default, clap::Args)]
+        pub struct RawSettings {
+            $( $(#[$doc])* #[arg(long = $long, env = $env, value_name = $env, allow_negative_numbers = true)] pub $field: Option<String>, )*
+        }
 
-    /// Node label whose value names the ENIConfig (empty: the default key).
-    #[arg(
-        long = "eni-config-label-def",
-        env = "ENI_CONFIG_LABEL_DEF",
-        value_name = "ENI_CONFIG_LABEL_DEF"
-    )]
-    pub eni_config_label_def: Option<String>,
+        impl RawSettings {
+            /// The names of every variable the settings read.
+            pub const VARIABLES: &'static [&'static str] = &[$($env),*];
 
-    /// Node annotation whose value names the ENIConfig; wins over the label (empty: the default key).
-    #[arg(
-        long = "eni-config-annotation-def",
-        env = "ENI_CONFIG_ANNOTATION_DEF",
-        value_name = "ENI_CONFIG_ANNOTATION_DEF"
-    )]
-    pub eni_config_annotation_def: Option<String>,
+            /// From any source of variables (the environment, a DaemonSet's env, a test's map).
+            pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> RawSettings {
+                RawSettings { $($field: get($env)),* }
+            }
+        }
+    };
+}
 
-    /// Security groups for pod ENIs when the ENIConfig lists none.
-    #[arg(
-        long = "eni-config-sg-fallback",
-        env = "ENI_CONFIG_SG_FALLBACK",
-        value_name = "ENI_CONFIG_SG_FALLBACK",
-        value_enum,
-        default_value = "vpc-default"
-    )]
-    pub eni_config_sg_fallback: SgFallback,
-
-    /// Whole ENIs of free addresses to keep ready.
-    #[arg(
-        long = "warm-eni-target",
-        env = "WARM_ENI_TARGET",
-        value_name = "WARM_ENI_TARGET",
-        default_value = "1"
-    )]
-    pub warm_eni_target: u32,
-
-    /// Free addresses to keep ready (0: unset); overrides WARM_ENI_TARGET.
-    #[arg(
-        long = "warm-ip-target",
-        env = "WARM_IP_TARGET",
-        value_name = "WARM_IP_TARGET",
-        default_value = "0"
-    )]
-    pub warm_ip_target: u32,
-
-    /// Addresses to hold at least (0: unset).
-    #[arg(
-        long = "minimum-ip-target",
-        env = "MINIMUM_IP_TARGET",
-        value_name = "MINIMUM_IP_TARGET",
-        default_value = "0"
-    )]
-    pub minimum_ip_target: u32,
-
-    /// Assign /28 prefixes instead of single addresses (Nitro or bare metal).
-    #[arg(long = "enable-prefix-delegation", env = "ENABLE_PREFIX_DELEGATION", value_name = "ENABLE_PREFIX_DELEGATION",
-          default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
-    pub enable_prefix_delegation: bool,
-
-    /// Free prefixes to keep ready under prefix delegation.
-    #[arg(
-        long = "warm-prefix-target",
-        env = "WARM_PREFIX_TARGET",
-        value_name = "WARM_PREFIX_TARGET",
-        default_value = "0"
-    )]
-    pub warm_prefix_target: u32,
-
-    /// Cap on the instance's interfaces, the primary included (at least 1).
-    #[arg(long = "max-eni", env = "MAX_ENI", value_name = "MAX_ENI",
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_eni: Option<u32>,
-
-    /// Seconds a released address waits before it is handed out again.
-    #[arg(
-        long = "ip-cooldown-period",
-        env = "IP_COOLDOWN_PERIOD",
-        value_name = "IP_COOLDOWN_PERIOD",
-        default_value = "30"
-    )]
-    pub ip_cooldown_period: u64,
-
-    /// Pods' traffic to outside the VPC is translated elsewhere (a NAT gateway): no SNAT rules.
-    #[arg(long = "external-snat", env = "AWS_VPC_K8S_CNI_EXTERNALSNAT", value_name = "AWS_VPC_K8S_CNI_EXTERNALSNAT",
-          default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
-    pub external_snat: bool,
-
-    /// Comma-separated IPv4 CIDRs that pods reach without SNAT.
-    #[arg(long = "exclude-snat-cidrs", env = "AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS", value_name = "AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS",
-          default_value = "", value_parser = parse_exclude_cidrs)]
-    pub exclude_snat_cidrs: CidrList,
-
-    /// SNAT port randomisation.
-    #[arg(
-        long = "randomize-snat",
-        env = "AWS_VPC_K8S_CNI_RANDOMIZESNAT",
-        value_name = "AWS_VPC_K8S_CNI_RANDOMIZESNAT",
-        value_enum,
-        default_value = "prng"
-    )]
-    pub randomize_snat: RandomizeSnat,
-
-    /// Connection mark for pod connections that need the primary interface (hex or decimal).
-    #[arg(long = "connmark", env = "AWS_VPC_K8S_CNI_CONNMARK", value_name = "AWS_VPC_K8S_CNI_CONNMARK",
-          default_value = "0x80", value_parser = parse_connmark)]
-    pub connmark: u32,
-
-    /// Prefix of host-side veth names: at most 4 characters, not eth, lo or vlan.
-    #[arg(long = "veth-prefix", env = "AWS_VPC_K8S_CNI_VETHPREFIX", value_name = "AWS_VPC_K8S_CNI_VETHPREFIX",
-          default_value = "eni", value_parser = parse_veth_prefix)]
-    pub veth_prefix: String,
-
-    /// MTU of pod ENIs (576-9001).
-    #[arg(long = "eni-mtu", env = "AWS_VPC_ENI_MTU", value_name = "AWS_VPC_ENI_MTU", default_value = "9001", value_parser = parse_mtu)]
-    pub eni_mtu: u32,
-
-    /// MTU of pod interfaces (576-9001; default: the ENI MTU).
-    #[arg(long = "pod-mtu", env = "POD_MTU", value_name = "POD_MTU", value_parser = parse_mtu)]
-    pub pod_mtu: Option<u32>,
-
-    /// Tags new ENIs with cluster.k8s.amazonaws.com/name=<this>.
-    #[arg(
-        long = "cluster-name",
-        env = "CLUSTER_NAME",
-        value_name = "CLUSTER_NAME"
-    )]
-    pub cluster_name: Option<String>,
-
-    /// JSON object of extra tags for new ENIs; keys containing k8s.amazonaws.com are refused.
-    #[arg(long = "additional-eni-tags", env = "ADDITIONAL_ENI_TAGS", value_name = "ADDITIONAL_ENI_TAGS",
-          default_value = "{}", value_parser = parse_tags)]
-    pub additional_eni_tags: Tags,
-
-    /// Do not delete this node's leaked ENIs.
-    #[arg(long = "disable-leaked-eni-cleanup", env = "DISABLE_LEAKED_ENI_CLEANUP", value_name = "DISABLE_LEAKED_ENI_CLEANUP",
-          default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
-    pub disable_leaked_eni_cleanup: bool,
-
-    /// IPv6 pods (refused together with custom networking).
-    #[arg(long = "enable-ipv6", env = "ENABLE_IPv6", value_name = "ENABLE_IPv6",
-          default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
-    pub enable_ipv6: bool,
-
-    /// The checkpoint file.
-    #[arg(
-        long = "backing-store",
-        env = "AWS_VPC_K8S_CNI_BACKING_STORE",
-        value_name = "AWS_VPC_K8S_CNI_BACKING_STORE",
-        default_value = "/var/run/aws-node/ipam.json"
-    )]
-    pub backing_store: PathBuf,
-
-    /// Log level.
-    #[arg(
-        long = "log-level",
-        env = "AWS_VPC_K8S_CNI_LOGLEVEL",
-        value_name = "AWS_VPC_K8S_CNI_LOGLEVEL",
-        value_enum,
-        ignore_case = true,
-        default_value = "DEBUG"
-    )]
-    pub log_level: LogLevel,
-
-    /// Log destination: stdout, stderr or a file path.
-    #[arg(
-        long = "log-file",
-        env = "AWS_VPC_K8S_CNI_LOG_FILE",
-        value_name = "AWS_VPC_K8S_CNI_LOG_FILE",
-        default_value = "stdout"
-    )]
-    pub log_file: String,
-
-    /// Introspection HTTP address; loopback only.
-    #[arg(long = "introspection-bind-address", env = "INTROSPECTION_BIND_ADDRESS", value_name = "INTROSPECTION_BIND_ADDRESS",
-          default_value = "127.0.0.1:61679", value_parser = parse_loopback_addr)]
-    pub introspection_bind_address: SocketAddr,
-
-    /// Serve no introspection.
-    #[arg(long = "disable-introspection", env = "DISABLE_INTROSPECTION", value_name = "DISABLE_INTROSPECTION",
-          default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
-    pub disable_introspection: bool,
-
-    /// Serve no metrics.
-    #[arg(long = "disable-metrics", env = "DISABLE_METRICS", value_name = "DISABLE_METRICS",
-          default_value = "false", value_parser = parse_bool, action = ArgAction::Set)]
-    pub disable_metrics: bool,
-
+raw_settings! {
+    /// Custom networking: pod ENIs in the subnet and security groups of the node's ENIConfig [default: false].
+    custom_network_cfg: "custom-network-cfg" = "AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG";
+    /// Node label whose value names the ENIConfig [default: k8s.amazonaws.com/eniConfig].
+    eni_config_label_def: "eni-config-label-def" = "ENI_CONFIG_LABEL_DEF";
+    /// Node annotation whose value names the ENIConfig; wins over the label [default: k8s.amazonaws.com/eniConfig].
+    eni_config_annotation_def: "eni-config-annotation-def" = "ENI_CONFIG_ANNOTATION_DEF";
+    /// Security groups for pod ENIs when the ENIConfig lists none: vpc-default or primary-eni [default: vpc-default].
+    eni_config_sg_fallback: "eni-config-sg-fallback" = "ENI_CONFIG_SG_FALLBACK";
+    /// Whole ENIs of free addresses to keep ready; negative: the default [default: 1].
+    warm_eni_target: "warm-eni-target" = "WARM_ENI_TARGET";
+    /// Free addresses to keep ready; overrides WARM_ENI_TARGET; 0 or negative: unset [default: unset].
+    warm_ip_target: "warm-ip-target" = "WARM_IP_TARGET";
+    /// Addresses to hold at least; 0 or negative: unset [default: unset].
+    minimum_ip_target: "minimum-ip-target" = "MINIMUM_IP_TARGET";
+    /// Assign /28 prefixes instead of single addresses (Nitro or bare metal) [default: false].
+    enable_prefix_delegation: "enable-prefix-delegation" = "ENABLE_PREFIX_DELEGATION";
+    /// Free prefixes to keep ready under prefix delegation; negative: 0 [default: 0].
+    warm_prefix_target: "warm-prefix-target" = "WARM_PREFIX_TARGET";
+    /// Cap on the instance's interfaces, the primary included; 0 or negative: none [default: unset].
+    max_eni: "max-eni" = "MAX_ENI";
+    /// Seconds a released address waits before it is handed out again; negative: 0 [default: 30].
+    ip_cooldown_period: "ip-cooldown-period" = "IP_COOLDOWN_PERIOD";
+    /// Pods' traffic to outside the VPC is translated elsewhere (a NAT gateway): no SNAT rules [default: false].
+    external_snat: "external-snat" = "AWS_VPC_K8S_CNI_EXTERNALSNAT";
+    /// Comma-separated IPv4 CIDRs that pods reach without SNAT [default: none].
+    exclude_snat_cidrs: "exclude-snat-cidrs" = "AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS";
+    /// SNAT port randomisation: prng (--random-fully), hashrandom (--random) or none [default: prng].
+    randomize_snat: "randomize-snat" = "AWS_VPC_K8S_CNI_RANDOMIZESNAT";
+    /// Connection mark for pod connections that need the primary interface, hex or decimal [default: 0x80].
+    connmark: "connmark" = "AWS_VPC_K8S_CNI_CONNMARK";
+    /// Prefix of host-side veth names: at most 4 characters, not eth, lo or vlan [default: eni].
+    veth_prefix: "veth-prefix" = "AWS_VPC_K8S_CNI_VETHPREFIX";
+    /// MTU of pod ENIs, 576-9001 [default: 9001].
+    eni_mtu: "eni-mtu" = "AWS_VPC_ENI_MTU";
+    /// MTU of pod interfaces, 576-9001 [default: the ENI MTU].
+    pod_mtu: "pod-mtu" = "POD_MTU";
+    /// Tags new ENIs with cluster.k8s.amazonaws.com/name=<this> [default: unset].
+    cluster_name: "cluster-name" = "CLUSTER_NAME";
+    /// JSON object of extra tags for new ENIs; keys containing k8s.amazonaws.com are skipped [default: {}].
+    additional_eni_tags: "additional-eni-tags" = "ADDITIONAL_ENI_TAGS";
+    /// Do not delete this node's leaked ENIs [default: false].
+    disable_leaked_eni_cleanup: "disable-leaked-eni-cleanup" = "DISABLE_LEAKED_ENI_CLEANUP";
+    /// IPv4 pods; false is refused (ipamd stays not ready) [default: true].
+    enable_ipv4: "enable-ipv4" = "ENABLE_IPv4";
+    /// IPv6 pods: not supported; true is refused (ipamd stays not ready; with custom networking it does not start) [default: false].
+    enable_ipv6: "enable-ipv6" = "ENABLE_IPv6";
+    /// The checkpoint file [default: /var/run/aws-node/ipam.json].
+    backing_store: "backing-store" = "AWS_VPC_K8S_CNI_BACKING_STORE";
+    /// Log level: DEBUG, INFO, WARN, ERROR or FATAL, any case [default: DEBUG].
+    log_level: "log-level" = "AWS_VPC_K8S_CNI_LOGLEVEL";
+    /// Log destination: stdout, stderr or a file path [default: stdout].
+    log_file: "log-file" = "AWS_VPC_K8S_CNI_LOG_FILE";
+    /// Introspection HTTP address; loopback only [default: 127.0.0.1:61679].
+    introspection_bind_address: "introspection-bind-address" = "INTROSPECTION_BIND_ADDRESS";
+    /// Serve no introspection [default: false].
+    disable_introspection: "disable-introspection" = "DISABLE_INTROSPECTION";
+    /// Serve no metrics [default: false].
+    disable_metrics: "disable-metrics" = "DISABLE_METRICS";
     /// This node's name (Kubernetes mode).
-    #[arg(long = "node-name", env = "MY_NODE_NAME", value_name = "MY_NODE_NAME")]
-    pub my_node_name: Option<String>,
+    my_node_name: "node-name" = "MY_NODE_NAME";
+    /// NodePort support on the primary interface: its mark rule and loose rp_filter [default: true].
+    node_port_support: "node-port-support" = "AWS_VPC_CNI_NODE_PORT_SUPPORT";
+    /// Comma-separated IPv4 CIDRs routed through the main table, before the pods' ENI tables [default: none].
+    external_service_cidrs: "external-service-cidrs" = "AWS_EXTERNAL_SERVICE_CIDRS";
+    /// EC2 endpoint URL; wins over the SDK's AWS_ENDPOINT_URL_EC2 [default: the SDK's].
+    ec2_endpoint: "ec2-endpoint" = "AWS_EC2_ENDPOINT";
+    /// No EC2 writes: only the ENIs and addresses already attached serve pods [default: false].
+    disable_network_resource_provisioning: "disable-network-resource-provisioning" = "DISABLE_NETWORK_RESOURCE_PROVISIONING";
+    /// Detach ENIs also while the node is cordoned [default: false].
+    manage_enis_non_schedulable: "manage-enis-non-schedulable" = "AWS_MANAGE_ENIS_NON_SCHEDULABLE";
+    /// Where the CNI config is written; wins over CNI_CONF_DIR [default: CNI_CONF_DIR].
+    host_cni_confdir_path: "host-cni-confdir-path" = "HOST_CNI_CONFDIR_PATH";
+    /// The API server's URL instead of the in-cluster service address [default: in-cluster].
+    cluster_endpoint: "cluster-endpoint" = "CLUSTER_ENDPOINT";
 }
 
-/// A parsed list of CIDRs (a newtype so clap takes the whole comma-separated value at once).
+/// Every setting, read as the existing implementation reads it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IpamdSettings {
+    pub custom_network_cfg: bool,
+    pub eni_config_label_def: Option<String>,
+    pub eni_config_annotation_def: Option<String>,
+    pub eni_config_sg_fallback: SgFallback,
+    pub warm_eni_target: u32,
+    /// 0: unset.
+    pub warm_ip_target: u32,
+    /// 0: unset.
+    pub minimum_ip_target: u32,
+    pub enable_prefix_delegation: bool,
+    pub warm_prefix_target: u32,
+    /// At least 1 when set.
+    pub max_eni: Option<u32>,
+    pub ip_cooldown_period: u64,
+    pub external_snat: bool,
+    pub exclude_snat_cidrs: CidrList,
+    pub randomize_snat: RandomizeSnat,
+    pub connmark: u32,
+    pub veth_prefix: String,
+    pub eni_mtu: u32,
+    pub pod_mtu: Option<u32>,
+    pub cluster_name: Option<String>,
+    pub additional_eni_tags: Tags,
+    pub disable_leaked_eni_cleanup: bool,
+    pub enable_ipv4: bool,
+    pub enable_ipv6: bool,
+    pub backing_store: PathBuf,
+    pub log_level: LogLevel,
+    pub log_file: String,
+    pub introspection_bind_address: SocketAddr,
+    pub disable_introspection: bool,
+    pub disable_metrics: bool,
+    pub my_node_name: Option<String>,
+    pub node_port_support: bool,
+    pub external_service_cidrs: CidrList,
+    pub ec2_endpoint: Option<String>,
+    pub disable_network_resource_provisioning: bool,
+    pub manage_enis_non_schedulable: bool,
+    pub host_cni_confdir_path: Option<PathBuf>,
+    pub cluster_endpoint: Option<String>,
+}
+
+/// A parsed list of CIDRs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CidrList(pub Vec<Ipv4Net>);
 
@@ -257,7 +211,170 @@ pub struct Tags {
     pub refused: Vec<String>,
 }
 
+fn val<'a>(variable: &'static str, text: &'a Option<String>) -> Value<'a> {
+    Value {
+        variable,
+        text: text.as_deref(),
+    }
+}
+
+/// An enumerated value, any case.
+fn enumerated(variable: &'static str, text: &Option<String>) -> Option<String> {
+    val(variable, text).given().map(str::to_ascii_lowercase)
+}
+
+impl TryFrom<&RawSettings> for IpamdSettings {
+    type Error = SettingsError;
+
+    fn try_from(r: &RawSettings) -> Result<Self, SettingsError> {
+        let eni_mtu = val("AWS_VPC_ENI_MTU", &r.eni_mtu).with(9001, parse_mtu)?;
+        Ok(IpamdSettings {
+            custom_network_cfg: val("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", &r.custom_network_cfg)
+                .boolean(false)?,
+            eni_config_label_def: val("ENI_CONFIG_LABEL_DEF", &r.eni_config_label_def).text(),
+            eni_config_annotation_def: val(
+                "ENI_CONFIG_ANNOTATION_DEF",
+                &r.eni_config_annotation_def,
+            )
+            .text(),
+            eni_config_sg_fallback: match enumerated(
+                "ENI_CONFIG_SG_FALLBACK",
+                &r.eni_config_sg_fallback,
+            )
+            .as_deref()
+            {
+                None | Some("vpc-default") => SgFallback::VpcDefault,
+                Some("primary-eni") => SgFallback::PrimaryEni,
+                Some(_) => {
+                    return Err(val("ENI_CONFIG_SG_FALLBACK", &r.eni_config_sg_fallback)
+                        .invalid("expected vpc-default or primary-eni"));
+                }
+            },
+            warm_eni_target: val("WARM_ENI_TARGET", &r.warm_eni_target).count(1)?,
+            warm_ip_target: val("WARM_IP_TARGET", &r.warm_ip_target).count(0)?,
+            minimum_ip_target: val("MINIMUM_IP_TARGET", &r.minimum_ip_target).count(0)?,
+            enable_prefix_delegation: val("ENABLE_PREFIX_DELEGATION", &r.enable_prefix_delegation)
+                .boolean(false)?,
+            warm_prefix_target: val("WARM_PREFIX_TARGET", &r.warm_prefix_target).count(0)?,
+            max_eni: val("MAX_ENI", &r.max_eni).cap()?,
+            ip_cooldown_period: val("IP_COOLDOWN_PERIOD", &r.ip_cooldown_period)
+                .integer()?
+                .map_or(30, |n| u64::try_from(n).unwrap_or(0)),
+            external_snat: val("AWS_VPC_K8S_CNI_EXTERNALSNAT", &r.external_snat).boolean(false)?,
+            exclude_snat_cidrs: val("AWS_VPC_K8S_CNI_EXCLUDE_SNAT_CIDRS", &r.exclude_snat_cidrs)
+                .with(CidrList::default(), parse_cidrs)?,
+            randomize_snat: match enumerated("AWS_VPC_K8S_CNI_RANDOMIZESNAT", &r.randomize_snat)
+                .as_deref()
+            {
+                None | Some("prng") => RandomizeSnat::Prng,
+                Some("hashrandom") => RandomizeSnat::Hashrandom,
+                Some("none") => RandomizeSnat::None,
+                Some(_) => {
+                    return Err(val("AWS_VPC_K8S_CNI_RANDOMIZESNAT", &r.randomize_snat)
+                        .invalid("expected prng, hashrandom or none"));
+                }
+            },
+            connmark: val("AWS_VPC_K8S_CNI_CONNMARK", &r.connmark).with(0x80, parse_connmark)?,
+            veth_prefix: val("AWS_VPC_K8S_CNI_VETHPREFIX", &r.veth_prefix)
+                .with("eni".to_string(), parse_veth_prefix)?,
+            eni_mtu,
+            pod_mtu: val("POD_MTU", &r.pod_mtu).with(None, |v| parse_mtu(v).map(Some))?,
+            cluster_name: val("CLUSTER_NAME", &r.cluster_name).text(),
+            additional_eni_tags: val("ADDITIONAL_ENI_TAGS", &r.additional_eni_tags)
+                .with(Tags::default(), parse_tags)?,
+            disable_leaked_eni_cleanup: val(
+                "DISABLE_LEAKED_ENI_CLEANUP",
+                &r.disable_leaked_eni_cleanup,
+            )
+            .boolean(false)?,
+            enable_ipv4: val("ENABLE_IPv4", &r.enable_ipv4).boolean(true)?,
+            enable_ipv6: val("ENABLE_IPv6", &r.enable_ipv6).boolean(false)?,
+            backing_store: val("AWS_VPC_K8S_CNI_BACKING_STORE", &r.backing_store)
+                .text()
+                .map_or_else(
+                    || PathBuf::from("/var/run/aws-node/ipam.json"),
+                    PathBuf::from,
+                ),
+            log_level: match enumerated("AWS_VPC_K8S_CNI_LOGLEVEL", &r.log_level).as_deref() {
+                None | Some("debug") => LogLevel::Debug,
+                Some("info") => LogLevel::Info,
+                Some("warn") => LogLevel::Warn,
+                Some("error") => LogLevel::Error,
+                Some("fatal") => LogLevel::Fatal,
+                Some(_) => {
+                    return Err(val("AWS_VPC_K8S_CNI_LOGLEVEL", &r.log_level)
+                        .invalid("expected DEBUG, INFO, WARN, ERROR or FATAL (any case)"));
+                }
+            },
+            log_file: val("AWS_VPC_K8S_CNI_LOG_FILE", &r.log_file)
+                .text()
+                .unwrap_or_else(|| "stdout".to_string()),
+            introspection_bind_address: val(
+                "INTROSPECTION_BIND_ADDRESS",
+                &r.introspection_bind_address,
+            )
+            .with(
+                SocketAddr::from(([127, 0, 0, 1], 61679)),
+                parse_loopback_addr,
+            )?,
+            disable_introspection: val("DISABLE_INTROSPECTION", &r.disable_introspection)
+                .boolean(false)?,
+            disable_metrics: val("DISABLE_METRICS", &r.disable_metrics).boolean(false)?,
+            my_node_name: val("MY_NODE_NAME", &r.my_node_name).text(),
+            node_port_support: val("AWS_VPC_CNI_NODE_PORT_SUPPORT", &r.node_port_support)
+                .boolean(true)?,
+            external_service_cidrs: val("AWS_EXTERNAL_SERVICE_CIDRS", &r.external_service_cidrs)
+                .with(CidrList::default(), parse_cidrs)?,
+            ec2_endpoint: val("AWS_EC2_ENDPOINT", &r.ec2_endpoint)
+                .with(None, |v| parse_endpoint(v).map(Some))?,
+            disable_network_resource_provisioning: val(
+                "DISABLE_NETWORK_RESOURCE_PROVISIONING",
+                &r.disable_network_resource_provisioning,
+            )
+            .boolean(false)?,
+            manage_enis_non_schedulable: val(
+                "AWS_MANAGE_ENIS_NON_SCHEDULABLE",
+                &r.manage_enis_non_schedulable,
+            )
+            .boolean(false)?,
+            host_cni_confdir_path: val("HOST_CNI_CONFDIR_PATH", &r.host_cni_confdir_path)
+                .text()
+                .map(PathBuf::from),
+            cluster_endpoint: val("CLUSTER_ENDPOINT", &r.cluster_endpoint)
+                .with(None, |v| parse_endpoint(v).map(Some))?,
+        })
+    }
+}
+
+// clap sees the raw layer; the conversion runs right after parsing, so a bad value is a usage
+// error naming the variable, exactly like a malformed flag.
+impl Args for IpamdSettings {
+    fn augment_args(cmd: Command) -> Command {
+        RawSettings::augment_args(cmd)
+    }
+    fn augment_args_for_update(cmd: Command) -> Command {
+        RawSettings::augment_args_for_update(cmd)
+    }
+}
+
+impl FromArgMatches for IpamdSettings {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let raw = RawSettings::from_arg_matches(matches)?;
+        IpamdSettings::try_from(&raw)
+            .map_err(|e| clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{e}")))
+    }
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
 impl IpamdSettings {
+    /// From any source of variables, e.g. a DaemonSet's environment or a test's table.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, SettingsError> {
+        IpamdSettings::try_from(&RawSettings::from_lookup(get))
+    }
+
     /// Checks that concern more than one setting.
     pub fn validate(&self) -> Result<(), SettingsError> {
         if self.custom_network_cfg && self.enable_ipv6 {
@@ -283,6 +400,11 @@ impl IpamdSettings {
 
     pub fn ip_cooldown(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.ip_cooldown_period)
+    }
+
+    /// The leaked-ENI clean-up runs (off when asked, and when ipamd may not write to EC2).
+    pub fn leaked_eni_cleanup(&self) -> bool {
+        !self.disable_leaked_eni_cleanup && !self.disable_network_resource_provisioning
     }
 }
 

@@ -47,11 +47,18 @@ fn yaml_err(e: serde_yaml::Error) -> TestbedError {
 }
 
 pub fn node_manifest(n: &NodeObject) -> Result<String, TestbedError> {
-    let doc = serde_json::json!({
+    let mut doc = serde_json::json!({
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": n.name, "labels": n.labels, "annotations": n.annotations},
     });
+    // What ipamd reads besides metadata: the kubelet's max pods and the cordon.
+    if let Some(pods) = n.pod_capacity {
+        doc["status"] = serde_json::json!({"capacity": {"pods": pods.to_string()}});
+    }
+    if n.unschedulable {
+        doc["spec"] = serde_json::json!({"unschedulable": true});
+    }
     serde_yaml::to_string(&doc).map_err(yaml_err)
 }
 
@@ -108,6 +115,7 @@ pub fn initial_manifests(
         name: node.name.clone(),
         labels: node.labels.clone(),
         annotations: node.annotations.clone(),
+        ..Default::default()
     };
     apply_object(dir, &Object::Node(n))?;
     for e in &config.eniconfigs {

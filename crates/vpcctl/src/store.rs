@@ -200,6 +200,13 @@ impl Cluster {
             kubeconfig: kubeconfig.to_path_buf(),
         })
     }
+
+    /// Every Node, with its kubelet max pods.
+    pub async fn nodes(&self) -> Result<Vec<eniconfig::NodeObject>, StoreError> {
+        cluster::admin::nodes(&self.client)
+            .await
+            .map_err(cluster_error)
+    }
 }
 
 impl EniConfigSource for Cluster {

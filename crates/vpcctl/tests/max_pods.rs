@@ -4,9 +4,16 @@
 
 use std::process::{Command, Output};
 
+/// vpcctl with an EC2 endpoint that refuses connections: a type missing from the table fails
+/// fast instead of asking a real EC2.
 fn vpcctl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_vpcctl"))
         .args(args)
+        .env("AWS_ENDPOINT_URL_EC2", "http://127.0.0.1:9")
+        .env("AWS_REGION", "us-west-2")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "y")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .output()
         .expect("vpcctl runs")
 }
@@ -35,7 +42,9 @@ fn reference_document_example() {
 fn unknown_type_exits_2_naming_it() {
     let o = vpcctl(&["max-pods", "m5.enormous"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("m5.enormous"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("m5.enormous"), "{err}");
+    assert!(err.contains("DescribeInstanceTypes"), "{err}");
     assert!(o.stdout.is_empty());
 }
 

@@ -7,10 +7,10 @@ fn at(secs: i64) -> Timestamp {
 }
 
 fn spec(subnet: &str, groups: Option<&[&str]>) -> EniConfigResourceSpec {
-    EniConfigResourceSpec {
+    EniConfigResourceSpec(eniconfig::EniConfigSpec {
         subnet: subnet.into(),
         security_groups: groups.map(|g| g.iter().map(|s| s.to_string()).collect()),
-    }
+    })
 }
 
 fn subnet(vpc: &str, az: &str) -> SubnetFacts {

@@ -3,7 +3,9 @@
 
 pub mod conntrack;
 pub mod eni;
+pub mod iptables;
 pub mod node;
+pub mod service_rules;
 pub mod snat;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
 //! The node's own datapath, set up once at start-up (idempotent across restarts): the primary
-//! interface's loose rp_filter, SNAT and connmark rules, the connmark rule at 1024.
+//! interface's loose rp_filter (strict with `AWS_VPC_CNI_NODE_PORT_SUPPORT=false`, as upstream),
+//! SNAT and connmark rules, the connmark rule at 1024, the `AWS_EXTERNAL_SERVICE_CIDRS` rules.
 //!
 //! Lifecycle: a restart re-applies all of it and finds it in place (nothing duplicated); a
 //! strict rp_filter that cannot be loosened (a read-only /proc/sys, as in a container that is
@@ -13,13 +14,15 @@ use ipnet::Ipv4Net;
 use netlink::{Link, MAIN_TABLE, Netlink, Rule};
 use tracing::{info, warn};
 
-use super::{DatapathError, snat};
+use super::{DatapathError, iptables, service_rules, snat};
 
 /// `fwmark <connmark> lookup main`: replies to connections that came in on the primary
 /// interface go back out of it.
 pub const CONNMARK_RULE_PRIORITY: u32 = 1024;
 /// Loose: a reply that arrives on another ENI than the route back would use is accepted.
 const RP_FILTER_LOOSE: &str = "2";
+/// Strict: what upstream sets without NodePort support.
+const RP_FILTER_STRICT: &str = "1";
 
 fn rp_filter_key(interface: &str) -> String {
     format!("net.ipv4.conf.{interface}.rp_filter")
@@ -35,6 +38,26 @@ fn read_sysctl(key: &str) -> Result<u8, DatapathError> {
         key: key.to_string(),
         source: std::io::Error::other(format!("{:?} is not a number", text.trim())),
     })
+}
+
+/// The primary interface's rp_filter as `AWS_VPC_CNI_NODE_PORT_SUPPORT` asks: loose with
+/// NodePort support ([`loosen_rp_filter`]); strict without, as upstream, which the user chose, so
+/// a failure to tighten it is logged and never keeps the node not ready (loose is safe for pods).
+pub fn set_rp_filter(interface: &str, node_port_support: bool) -> Option<String> {
+    if node_port_support {
+        return loosen_rp_filter(interface);
+    }
+    match super::sysctl(&rp_filter_key(interface), RP_FILTER_STRICT) {
+        Ok(()) => info!(
+            interface,
+            rp_filter = 1,
+            "primary interface rp_filter strict: AWS_VPC_CNI_NODE_PORT_SUPPORT=false"
+        ),
+        Err(e) => {
+            warn!(error = %e, "AWS_VPC_CNI_NODE_PORT_SUPPORT=false asks for a strict rp_filter, which ipamd cannot set")
+        }
+    }
+    None
 }
 
 /// Loosens the primary interface's rp_filter; the reason the node cannot serve pods when it
@@ -85,8 +108,9 @@ pub async fn setup(
         })
         .await?;
     }
+    service_rules::reconcile(nl, &settings.external_service_cidrs.0).await?;
     info!(
-        iptables = "iptables-restore (nf_tables or legacy, as the host's iptables)",
+        iptables = iptables::backend().iptables(),
         external_snat = settings.external_snat,
         "datapath ready"
     );

@@ -1,5 +1,6 @@
 //! SNAT and connmark rules (`datapath.md`), reconciled with iptables-restore: our chains are
-//! rewritten whole, jumps into the built-in chains are added once and never duplicated.
+//! rewritten whole, jumps into the built-in chains are added once and never duplicated. All with
+//! the iptables backend kube-proxy uses ([`super::iptables::backend`]).
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -13,11 +14,21 @@ use super::DatapathError;
 pub const SNAT_CHAIN: &str = "AWS-SNAT-CHAIN-0";
 pub const CONNMARK_CHAIN: &str = "AWS-CONNMARK-CHAIN-0";
 
+type Jump = (&'static str, &'static str, Vec<String>);
+
+/// The jumps in force, and those to remove: with `AWS_VPC_CNI_NODE_PORT_SUPPORT=false` the
+/// primary interface's NodePort mark rule goes.
+fn jump_sets(settings: &IpamdSettings, primary_if: &str) -> (Vec<Jump>, Vec<Jump>) {
+    let all = jumps(settings, primary_if);
+    if settings.node_port_support {
+        return (all, Vec::new());
+    }
+    all.into_iter()
+        .partition(|(table, _, spec)| !(*table == "mangle" && spec.iter().any(|a| a == primary_if)))
+}
+
 /// (table, built-in chain, rule spec) of every jump we own.
-fn jumps(
-    settings: &IpamdSettings,
-    primary_if: &str,
-) -> Vec<(&'static str, &'static str, Vec<String>)> {
+fn jumps(settings: &IpamdSettings, primary_if: &str) -> Vec<Jump> {
     let mark = format!("{:#x}", settings.connmark);
     let veths = format!("{}+", settings.veth_prefix);
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -171,31 +182,69 @@ pub fn reconcile(
     primary_ip: Ipv4Addr,
     vpc_cidrs: &[Ipv4Net],
 ) -> Result<(), DatapathError> {
-    let jumps = jumps(settings, primary_if);
-    if settings.external_snat {
-        for (table, chain, spec) in &jumps {
-            let mut args = vec!["iptables", "-w", "-t", table, "-D", chain];
+    let backend = super::iptables::backend();
+    let iptables = backend.iptables();
+    let (wanted, unwanted) = jump_sets(settings, primary_if);
+    let delete = |jumps: &[Jump]| -> Result<(), DatapathError> {
+        for (table, chain, spec) in jumps {
+            let mut args = vec![iptables, "-w", "-t", table, "-D", chain];
             args.extend(spec.iter().map(String::as_str));
             while run(&args, None)? {}
         }
+        Ok(())
+    };
+    if settings.external_snat {
+        delete(&wanted)?;
+        delete(&unwanted)?;
         for chain in [SNAT_CHAIN, CONNMARK_CHAIN] {
-            let _ = run(&["iptables", "-w", "-t", "nat", "-F", chain], None);
-            let _ = run(&["iptables", "-w", "-t", "nat", "-X", chain], None);
+            let _ = run(&[iptables, "-w", "-t", "nat", "-F", chain], None);
+            let _ = run(&[iptables, "-w", "-t", "nat", "-X", chain], None);
         }
         return Ok(());
     }
     run_ok(
-        &["iptables-restore", "-w", "--noflush"],
+        &[backend.restore(), "-w", "--noflush"],
         Some(&chains_text(settings, primary_ip, vpc_cidrs)),
     )?;
-    for (table, chain, spec) in &jumps {
-        let mut check = vec!["iptables", "-w", "-t", table, "-C", chain];
+    delete(&unwanted)?;
+    for (table, chain, spec) in &wanted {
+        let mut check = vec![iptables, "-w", "-t", table, "-C", chain];
         check.extend(spec.iter().map(String::as_str));
         if !run(&check, None)? {
-            let mut add = vec!["iptables", "-w", "-t", table, "-A", chain];
+            let mut add = vec![iptables, "-w", "-t", table, "-A", chain];
             add.extend(spec.iter().map(String::as_str));
             run_ok(&add, None)?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> IpamdSettings {
+        let map: std::collections::BTreeMap<&str, &str> = vars.iter().copied().collect();
+        IpamdSettings::from_lookup(|k| map.get(k).map(|v| v.to_string())).unwrap()
+    }
+
+    #[test]
+    fn node_port_support_off_drops_only_the_primary_interfaces_mark_rule() {
+        let on = jump_sets(&settings(&[]), "ens5");
+        assert_eq!((on.0.len(), on.1.len()), (5, 0));
+        let (kept, dropped) = jump_sets(
+            &settings(&[("AWS_VPC_CNI_NODE_PORT_SUPPORT", "false")]),
+            "ens5",
+        );
+        assert_eq!(dropped.len(), 1, "{dropped:?}");
+        let (table, chain, spec) = &dropped[0];
+        assert_eq!((*table, *chain), ("mangle", "PREROUTING"));
+        assert!(spec.join(" ").starts_with("-i ens5 "), "{spec:?}");
+        // The SNAT path (nat jumps, the veth restore in mangle) stays.
+        assert_eq!(kept.len(), 4);
+        assert!(
+            kept.iter()
+                .all(|(_, _, s)| !s.contains(&"ens5".to_string()))
+        );
+    }
 }
