@@ -60,6 +60,8 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
     };
     recover(&manager).await?;
     node_datapath(&node, &nl).await?;
+    // Last before serving, so a DEL that found ipamd down is seen as late as possible.
+    crate::reconcile::release_unrouted(&node, &nl).await;
     let (shutdown, tasks) = spawn(started, manager)?;
     crate::serve::wait_for_signal().await;
     stop(&node, shutdown, tasks).await
