@@ -8,10 +8,12 @@ import re
 import threading
 import time
 
+import boto3
 import pytest
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import error_code, http_request, run_instance, signed_ec2_request
+from conftest import REGION, error_code, http_request, run_instance, signed_ec2_request
 
 
 def test_throttling_after_the_burst(emu, net):
@@ -149,6 +151,42 @@ def test_call_counts(ec2, emu, net):
     }
     emu.control("DELETE", "/_testbed/calls")
     assert emu.control("GET", "/_testbed/calls") == {}
+
+
+def test_call_counts_by_caller(ec2, emu, net):
+    """Each signing access key is a caller: a fleet whose nodes sign with their own keys is
+    counted per node, throttled calls included."""
+    emu.control("DELETE", "/_testbed/calls")
+    node = boto3.client(
+        "ec2",
+        endpoint_url=emu.url,
+        region_name=REGION,
+        aws_access_key_id="testbed-node-7",
+        aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+    )
+    node.describe_subnets(SubnetIds=[net.subnet])
+    emu.control(
+        "POST",
+        "/_testbed/throttle",
+        {"enabled": True, "buckets": {"DescribeVpcs": {"burst": 1, "rate": 0.01}}},
+    )
+    node.describe_vpcs(VpcIds=[net.vpc])
+    with pytest.raises(ClientError) as exc:
+        node.describe_vpcs(VpcIds=[net.vpc])
+    assert error_code(exc) == "RequestLimitExceeded"
+    ec2.describe_subnets(SubnetIds=[net.subnet])
+    by_caller = emu.control("GET", "/_testbed/calls?by=caller")
+    node_calls = by_caller["testbed-node-7"]
+    assert node_calls["DescribeSubnets"] == {"ok": 1, "error": 0, "error_codes": {}}
+    throttled = node_calls["DescribeVpcs"]
+    assert throttled["ok"] == 1 and throttled["error"] >= 1, throttled
+    assert throttled["error_codes"] == {"RequestLimitExceeded": throttled["error"]}
+    assert by_caller["testing"]["DescribeSubnets"]["ok"] == 1
+    # The totals are unchanged by the split.
+    assert emu.control("GET", "/_testbed/calls")["DescribeSubnets"]["ok"] == 2
+    emu.control("DELETE", "/_testbed/calls")
+    assert emu.control("GET", "/_testbed/calls?by=caller") == {}
 
 
 def test_error_document_shape(emu):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import time
 import uuid
 from typing import Any, Callable
@@ -50,6 +51,15 @@ def ec2_error_body(code: str, message: str) -> bytes:
         f"<Response><Errors><Error><Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
         f"</Error></Errors><RequestID>{uuid.uuid4()}</RequestID></Response>"
     ).encode()
+
+
+_CREDENTIAL = re.compile(r"Credential=([^/,\s]+)/")
+
+
+def caller_of(environ: dict[str, Any]) -> str | None:
+    """The access key id of a SigV4-signed request (its Authorization header)."""
+    match = _CREDENTIAL.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return match.group(1) if match else None
 
 
 def _error_code_of(body: bytes) -> str | None:
@@ -96,15 +106,16 @@ class EmulatorApp:
             return self._raw(start_response, 400, ec2_error_body("MissingAction", "The request must contain the parameter Action"))
 
         started = time.monotonic()
+        caller = caller_of(environ)
         latency, fault, after = self.emu.faults.decide(action)
         if latency > 0:
             time.sleep(latency)
         if not self.emu.throttle.allow(action):
-            self.emu.calls.record(action, False, "RequestLimitExceeded")
+            self.emu.calls.record(action, False, "RequestLimitExceeded", caller)
             log.info("EC2 %s -> 503 RequestLimitExceeded (throttled)", action)
             return self._raw(start_response, 503, ec2_error_body("RequestLimitExceeded", "Request limit exceeded."))
         if fault is not None and not fault.done:
-            return self._injected(start_response, action, fault)
+            return self._injected(start_response, action, fault, caller)
 
         captured: dict[str, Any] = {}
 
@@ -132,9 +143,9 @@ class EmulatorApp:
                 self.emu.version.bump()
         if fault is not None:
             # Done, and yet the caller is told it failed (an answer lost on the way back).
-            return self._injected(start_response, action, fault)
+            return self._injected(start_response, action, fault, caller)
         error_code = None if ok else _error_code_of(out)
-        self.emu.calls.record(action, ok, error_code)
+        self.emu.calls.record(action, ok, error_code, caller)
         if ok and action in ("RunInstances", "TerminateInstances", "StartInstances", "StopInstances"):
             self.listeners.reconcile()
         log.info(
@@ -152,10 +163,12 @@ class EmulatorApp:
         start_response(captured["status"], headers)
         return [out]
 
-    def _injected(self, start_response: StartResponse, action: str, fault: Fault) -> list[bytes]:
+    def _injected(
+        self, start_response: StartResponse, action: str, fault: Fault, caller: str | None
+    ) -> list[bytes]:
         code = fault.error_code or "InternalError"
         message = fault.message or _default_message(code, action)
-        self.emu.calls.record(action, False, code)
+        self.emu.calls.record(action, False, code, caller)
         log.info("EC2 %s -> %d %s (injected%s)", action, fault.status() or 400, code, ", after doing it" if fault.done else "")
         return self._raw(start_response, fault.status() or 400, ec2_error_body(code, message))
 
@@ -191,6 +204,8 @@ class EmulatorApp:
 
         if route == "calls":
             if method == "GET":
+                if query.get("by") == "caller":
+                    return self._json(start_response, 200, self.emu.calls.by_caller())
                 return self._json(start_response, 200, self.emu.calls.snapshot())
             if method == "DELETE":
                 self.emu.calls.reset()

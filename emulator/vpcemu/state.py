@@ -45,30 +45,49 @@ class Version:
 
 
 class CallCounter:
+    """Calls per action, and per caller (the access key id that signed the call) and action,
+    so a fleet's calls can be told apart by node when each node signs with its own key."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[str, dict[str, Any]] = {}
+        self._by_caller: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def record(self, action: str, ok: bool, code: str | None = None) -> None:
+    @staticmethod
+    def _add(counts: dict[str, dict[str, Any]], action: str, ok: bool, code: str | None) -> None:
+        entry = counts.setdefault(action, {"ok": 0, "error": 0, "error_codes": {}})
+        if ok:
+            entry["ok"] += 1
+        else:
+            entry["error"] += 1
+            if code:
+                entry["error_codes"][code] = entry["error_codes"].get(code, 0) + 1
+
+    def record(self, action: str, ok: bool, code: str | None = None, caller: str | None = None) -> None:
         with self._lock:
-            entry = self._counts.setdefault(action, {"ok": 0, "error": 0, "error_codes": {}})
-            if ok:
-                entry["ok"] += 1
-            else:
-                entry["error"] += 1
-                if code:
-                    entry["error_codes"][code] = entry["error_codes"].get(code, 0) + 1
+            self._add(self._counts, action, ok, code)
+            self._add(self._by_caller.setdefault(caller or "", {}), action, ok, code)
+
+    @staticmethod
+    def _copy(counts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return {
+            k: {"ok": v["ok"], "error": v["error"], "error_codes": dict(v["error_codes"])}
+            for k, v in sorted(counts.items())
+        }
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {
-                k: {"ok": v["ok"], "error": v["error"], "error_codes": dict(v["error_codes"])}
-                for k, v in sorted(self._counts.items())
-            }
+            return self._copy(self._counts)
+
+    def by_caller(self) -> dict[str, Any]:
+        """{caller: {action: counts}}; calls without a signature are under ""."""
+        with self._lock:
+            return {c: self._copy(v) for c, v in sorted(self._by_caller.items())}
 
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
+            self._by_caller.clear()
 
 
 DEFAULT_STATUS = {"UnauthorizedOperation": 403, "RequestLimitExceeded": 503, "Throttling": 503}

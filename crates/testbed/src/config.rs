@@ -17,7 +17,12 @@ pub struct Config {
     pub subnets: Vec<SubnetConfig>,
     #[serde(default)]
     pub security_groups: Vec<GroupConfig>,
+    /// The nodes named one by one; a `fleet` adds its nodes after them.
+    #[serde(default)]
     pub nodes: Vec<NodeConfig>,
+    /// Many identical nodes at once (`make fleet`).
+    #[serde(default)]
+    pub fleet: Option<FleetConfig>,
     #[serde(default)]
     pub eniconfigs: Vec<EniConfigEntry>,
     /// Environment of every node's ipamd; a node's own `ipamd_env` overrides it.
@@ -26,7 +31,43 @@ pub struct Config {
     /// A NAT namespace for pods whose node uses external SNAT.
     #[serde(default = "yes")]
     pub nat_gateway: bool,
+    /// EC2's throttling (per-action token buckets at EC2's published sizes, see
+    /// docs/spec/testbed.md) turned on once the testbed has seeded EC2 and before any ipamd
+    /// starts, so the nodes meet full buckets and the seeding spends none of their tokens.
+    #[serde(default)]
+    pub throttle: bool,
 }
+
+/// `count` nodes of one instance type, named `<name>-<n>` (n from 1, zero-padded to the
+/// width of `count`), spread round-robin over `zones`, each in its zone's node subnet and
+/// labelled `topology.kubernetes.io/zone=<zone>` (the default testbed's ENIConfig selection).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    pub count: usize,
+    pub instance_type: String,
+    pub zones: Vec<String>,
+    /// Zone → the subnet (by name) its nodes go in. A zone left out uses its one subnet that
+    /// no ENIConfig names.
+    #[serde(default)]
+    pub subnets: BTreeMap<String, String>,
+    #[serde(default = "fleet_name")]
+    pub name: String,
+    /// Environment of the fleet's ipamd on top of the config's `ipamd_env`.
+    #[serde(default)]
+    pub ipamd_env: BTreeMap<String, String>,
+}
+
+fn fleet_name() -> String {
+    "fleet".to_string()
+}
+
+/// More nodes than this would not fit the router's link names and is far beyond what one
+/// machine runs.
+pub const MAX_FLEET: usize = 1000;
+
+/// The zone label every fleet node carries.
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 fn yes() -> bool {
     true
@@ -152,8 +193,13 @@ impl Config {
         Self::parse(&text)
     }
 
+    /// Parses and validates; a `fleet` is expanded into `nodes` (after the named ones).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = serde_yaml::from_str(text)?;
+        let mut config: Config = serde_yaml::from_str(text)?;
+        if let Some(fleet) = &config.fleet {
+            let nodes = fleet.nodes(&config)?;
+            config.nodes.extend(nodes);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -236,7 +282,10 @@ impl Config {
             }
         };
         if self.nodes.is_empty() {
-            return Err(invalid("nodes", "at least one node is needed"));
+            return Err(invalid(
+                "nodes",
+                "at least one node is needed (in nodes or a fleet)",
+            ));
         }
         let mut node_names = BTreeSet::new();
         for (i, n) in self.nodes.iter().enumerate() {
@@ -268,6 +317,136 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl FleetConfig {
+    /// The fleet's nodes; every error names `fleet` and what is wrong.
+    fn nodes(&self, config: &Config) -> Result<Vec<NodeConfig>, ConfigError> {
+        if self.count == 0 || self.count > MAX_FLEET {
+            return Err(invalid(
+                "fleet.count",
+                format!("{} is not between 1 and {MAX_FLEET}", self.count),
+            ));
+        }
+        let width = self.count.to_string().len();
+        let valid_name = !self.name.is_empty()
+            && self.name.len() + 1 + width <= 20
+            && self.name.starts_with(|c: char| c.is_ascii_lowercase())
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !valid_name {
+            return Err(invalid(
+                "fleet.name",
+                format!(
+                    "{:?} must start with a-z, hold only a-z, 0-9 and -, and leave room for \
+                     \"-\" and {width} digits in a node name of at most 20 characters",
+                    self.name
+                ),
+            ));
+        }
+        if self.instance_type.is_empty() {
+            return Err(invalid("fleet.instance_type", "is empty"));
+        }
+        if self.zones.is_empty() {
+            return Err(invalid("fleet.zones", "at least one zone is needed"));
+        }
+        let mut subnets = Vec::new();
+        for (i, zone) in self.zones.iter().enumerate() {
+            let entry = format!("fleet.zones[{i}] ({zone})");
+            if self.zones[..i].contains(zone) {
+                return Err(invalid(entry, "the zone is listed twice"));
+            }
+            subnets.push(self.subnet_of(config, zone, &entry)?);
+        }
+        if let Some(zone) = self.subnets.keys().find(|z| !self.zones.contains(z)) {
+            return Err(invalid(
+                format!("fleet.subnets.{zone}"),
+                "the zone is not in fleet.zones",
+            ));
+        }
+        for (zone, subnet) in self.zones.iter().zip(&subnets) {
+            let nodes = self.count.div_ceil(self.zones.len());
+            // EC2 keeps five addresses of every subnet; named nodes may be there too.
+            let usable = (1usize << (32 - subnet.cidr.prefix_len())).saturating_sub(5);
+            if nodes > usable {
+                return Err(invalid(
+                    format!("fleet.zones ({zone})"),
+                    format!(
+                        "up to {nodes} nodes go in subnet {} ({}), which has {usable} usable addresses",
+                        subnet.name, subnet.cidr
+                    ),
+                ));
+            }
+        }
+        Ok((1..=self.count)
+            .map(|n| {
+                let zone = &self.zones[(n - 1) % self.zones.len()];
+                let subnet = &subnets[(n - 1) % subnets.len()];
+                NodeConfig {
+                    name: format!("{}-{n:0width$}", self.name),
+                    instance_type: self.instance_type.clone(),
+                    subnet: subnet.name.clone(),
+                    labels: BTreeMap::from([(ZONE_LABEL.to_string(), zone.clone())]),
+                    annotations: BTreeMap::new(),
+                    ipamd_env: self.ipamd_env.clone(),
+                    security_groups: Vec::new(),
+                    read_only_sysctls: false,
+                    runtime: NodeRuntime::None,
+                }
+            })
+            .collect())
+    }
+
+    /// The zone's node subnet: the one `subnets` names, else the zone's only subnet no
+    /// ENIConfig uses.
+    fn subnet_of<'a>(
+        &self,
+        config: &'a Config,
+        zone: &str,
+        entry: &str,
+    ) -> Result<&'a SubnetConfig, ConfigError> {
+        if let Some(name) = self.subnets.get(zone) {
+            let subnet = config.subnet(name).ok_or_else(|| {
+                invalid(
+                    format!("fleet.subnets.{zone}"),
+                    format!("subnet {name:?} is not defined in subnets"),
+                )
+            })?;
+            if subnet.az != zone {
+                return Err(invalid(
+                    format!("fleet.subnets.{zone}"),
+                    format!("subnet {name:?} is in zone {}, not {zone}", subnet.az),
+                ));
+            }
+            return Ok(subnet);
+        }
+        let candidates: Vec<&SubnetConfig> = config
+            .subnets
+            .iter()
+            .filter(|s| s.az == zone)
+            .filter(|s| !config.eniconfigs.iter().any(|e| e.subnet == s.name))
+            .collect();
+        match candidates.as_slice() {
+            [one] => Ok(one),
+            [] => Err(invalid(
+                entry,
+                "no subnet of this zone is free of ENIConfigs to hold the nodes: add one to \
+                 subnets, or name one in fleet.subnets",
+            )),
+            many => Err(invalid(
+                entry,
+                format!(
+                    "subnets {} could all hold the nodes: name one in fleet.subnets",
+                    many.iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )),
+        }
     }
 }
 
@@ -388,6 +567,133 @@ mod tests {
         assert_eq!(c.nodes[1].runtime, NodeRuntime::None);
         let e = err(("subnet: nodes-a,", "subnet: nodes-a, runtime: docker,"));
         assert!(e.contains("docker") && e.contains("containerd"), "{e}");
+    }
+
+    const FLEET: &str = "fleet: {count: 100, instance_type: m5.large, zones: [us-west-2a, us-west-2b]}\n";
+
+    /// The default testbed with its two named nodes replaced by `fleet`.
+    fn fleet_config(fleet: &str) -> Result<Config, ConfigError> {
+        let start = DEFAULT_CONFIG.find("nodes:").unwrap();
+        let end = DEFAULT_CONFIG.find("eniconfigs:").unwrap();
+        let text = format!(
+            "{}{fleet}{}",
+            &DEFAULT_CONFIG[..start],
+            &DEFAULT_CONFIG[end..]
+        );
+        Config::parse(&text)
+    }
+
+    #[test]
+    fn a_fleet_spreads_its_nodes_over_the_zones_node_subnets() {
+        let c = fleet_config(FLEET).unwrap();
+        assert_eq!(c.nodes.len(), 100);
+        assert_eq!(c.nodes[0].name, "fleet-001");
+        assert_eq!(c.nodes[99].name, "fleet-100");
+        assert_eq!(
+            (c.nodes[0].subnet.as_str(), c.nodes[1].subnet.as_str()),
+            ("nodes-a", "nodes-b"),
+            "ENIConfigs use pods-a and pods-b: the nodes go in the other subnet of each zone"
+        );
+        assert_eq!(c.nodes[2].labels[ZONE_LABEL], "us-west-2a");
+        assert_eq!(c.nodes[3].labels[ZONE_LABEL], "us-west-2b");
+        assert!(c.nodes.iter().all(|n| n.instance_type == "m5.large"));
+        assert_eq!(
+            c.nodes
+                .iter()
+                .filter(|n| n.labels[ZONE_LABEL] == "us-west-2a")
+                .count(),
+            50
+        );
+        let c = fleet_config(
+            "fleet: {count: 3, instance_type: c5.xlarge, zones: [us-west-2b], name: f, \
+             subnets: {us-west-2b: nodes-b}, ipamd_env: {WARM_IP_TARGET: \"1\"}}\n",
+        )
+        .unwrap();
+        let names: Vec<&str> = c.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["f-1", "f-2", "f-3"]);
+        assert_eq!(c.nodes[2].ipamd_env["WARM_IP_TARGET"], "1");
+    }
+
+    #[test]
+    fn named_nodes_and_a_fleet_coexist() {
+        let text = DEFAULT_CONFIG.replace(
+            "eniconfigs:",
+            "fleet: {count: 2, instance_type: m5.large, zones: [us-west-2a]}\neniconfigs:",
+        );
+        let c = Config::parse(&text).unwrap();
+        let names: Vec<&str> = c.nodes.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["node-a", "node-b", "fleet-1", "fleet-2"]);
+        let clash = DEFAULT_CONFIG.replace(
+            "eniconfigs:",
+            "fleet: {count: 2, instance_type: m5.large, zones: [us-west-2a], name: node}\n\
+             eniconfigs:",
+        );
+        assert!(Config::parse(&clash).is_ok(), "node-1 is not node-a");
+    }
+
+    #[test]
+    fn a_bad_fleet_is_refused_naming_the_problem() {
+        let e = |fleet: &str| fleet_config(fleet).unwrap_err().to_string();
+        let m = e("fleet: {count: 0, instance_type: m5.large, zones: [us-west-2a]}\n");
+        assert!(m.contains("fleet.count") && m.contains("between 1 and"), "{m}");
+        let m = e("fleet: {count: 5000, instance_type: m5.large, zones: [us-west-2a]}\n");
+        assert!(m.contains("fleet.count"), "{m}");
+        let m = e("fleet: {count: 2, instance_type: m5.large, zones: []}\n");
+        assert!(m.contains("fleet.zones") && m.contains("at least one"), "{m}");
+        let m = e("fleet: {count: 2, instance_type: m5.large, zones: [us-west-2c]}\n");
+        assert!(
+            m.contains("fleet.zones[0] (us-west-2c)") && m.contains("no subnet"),
+            "{m}"
+        );
+        let m = e("fleet: {count: 2, instance_type: m5.large, zones: [us-west-2a, us-west-2a]}\n");
+        assert!(m.contains("fleet.zones[1]") && m.contains("twice"), "{m}");
+        let m = e(
+            "fleet: {count: 2, instance_type: m5.large, zones: [us-west-2a], \
+             subnets: {us-west-2a: pods-b}}\n",
+        );
+        assert!(
+            m.contains("fleet.subnets.us-west-2a") && m.contains("us-west-2b"),
+            "{m}"
+        );
+        let m = e(
+            "fleet: {count: 2, instance_type: m5.large, zones: [us-west-2a], \
+             subnets: {us-west-2b: nodes-b}}\n",
+        );
+        assert!(m.contains("not in fleet.zones"), "{m}");
+        let m = e("fleet: {count: 300, instance_type: m5.large, zones: [us-west-2a]}\n");
+        assert!(m.contains("251 usable addresses"), "{m}");
+        let m = e("fleet: {count: 2, instance_type: m5.large, zones: [us-west-2a], name: Fleet}\n");
+        assert!(m.contains("fleet.name"), "{m}");
+        let m = e(
+            "fleet: {count: 100, instance_type: m5.large, zones: [us-west-2a], \
+             name: a-very-long-fleet-name}\n",
+        );
+        assert!(m.contains("fleet.name") && m.contains("3 digits"), "{m}");
+        let m = e("fleet: {count: 2, instance_type: m5.large, zones: [us-west-2a], size: 3}\n");
+        assert!(m.contains("size"), "{m}");
+        let m = e("fleet: {count: 2, zones: [us-west-2a]}\n");
+        assert!(m.contains("instance_type"), "{m}");
+        // Two subnets of the zone free of ENIConfigs: which one is not guessed.
+        let text = DEFAULT_CONFIG
+            .replace(
+                "  - {name: pods-a,",
+                "  - {name: more-a, az: us-west-2a, cidr: 10.0.3.0/24}\n  - {name: pods-a,",
+            )
+            .replace(
+                "eniconfigs:",
+                "fleet: {count: 2, instance_type: m5.large, zones: [us-west-2a]}\neniconfigs:",
+            );
+        let m = Config::parse(&text).unwrap_err().to_string();
+        assert!(m.contains("nodes-a, more-a"), "{m}");
+        let m = fleet_config("").unwrap_err().to_string();
+        assert!(m.contains("at least one node"), "{m}");
+    }
+
+    #[test]
+    fn throttling_is_off_unless_asked() {
+        assert!(!Config::load(None).unwrap().throttle);
+        let text = DEFAULT_CONFIG.replace("nat_gateway: true", "nat_gateway: true\nthrottle: true");
+        assert!(Config::parse(&text).unwrap().throttle);
     }
 
     #[test]
