@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 
-.PHONY: setup test lint unit emulator-test manifests demo bench fuzz soak
+.PHONY: setup test lint unit emulator-test manifests demo bench fleet fuzz soak
 
 setup:
 	@scripts/setup
@@ -29,7 +29,7 @@ soak: setup
 		--no-capture -E 'test(ipamd_killed_during_pod_churn)'
 
 emulator-test:
-	$(VENV)/bin/python -m pytest emulator/tests -q
+	$(VENV)/bin/python -m pytest emulator/tests scripts/tests -q
 
 manifests:
 	scripts/validate-manifests
@@ -41,3 +41,9 @@ demo: setup
 bench:
 	cargo bench -p ipam --bench datastore
 	scripts/bench
+
+# FLEET_NODES (default 100) custom-networking nodes started at once under EC2's throttling, and
+# how long until all are network-ready against the floor EC2's buckets allow (a script, not a
+# test; docs/benchmarks.md).
+fleet: setup
+	scripts/fleet

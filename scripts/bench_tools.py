@@ -24,13 +24,28 @@ def calls(endpoint):
         return {a: c["ok"] + c["error"] for a, c in json.load(r).items()}
 
 
+def ipamd_calls(endpoint):
+    """Calls signed by the nodes' ipamd (access keys `testbed-<node>`), the seeder's left out."""
+    with urllib.request.urlopen(f"{endpoint}/_testbed/calls?by=caller", timeout=10) as r:
+        by_caller = json.load(r)
+    out = {}
+    for caller, actions in by_caller.items():
+        if caller.startswith("testbed-"):
+            for a, c in actions.items():
+                out[a] = out.get(a, 0) + c["ok"] + c["error"]
+    return out
+
+
 def cmd_calls(endpoint, which):
-    """Prints `total breakdown` of the emulator's counts: all calls, or ipamd's mutating ones."""
+    """Prints `total breakdown` of the emulator's counts: all calls, ipamd's, or ipamd's
+    mutating ones."""
     counts = calls(endpoint)
     if which == "ipamd-mutating":
         counts = {a: n for a, n in counts.items() if not read_only(a) and a not in SEEDER_ACTIONS}
+    elif which == "ipamd-all":
+        counts = ipamd_calls(endpoint)
     elif which != "all":
-        sys.exit(f"calls: {which!r} is not all or ipamd-mutating")
+        sys.exit(f"calls: {which!r} is not all, ipamd-all or ipamd-mutating")
     print(sum(counts.values()), ",".join(f"{a}={n}" for a, n in sorted(counts.items())) or "none")
 
 

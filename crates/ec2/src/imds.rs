@@ -252,14 +252,30 @@ impl Metadata {
         })
     }
 
+    /// The MACs of every attached interface.
+    async fn macs(&self) -> Result<Vec<String>, MetadataError> {
+        let listing = self.get("network/interfaces/macs/").await?;
+        Ok(listing
+            .lines()
+            .map(|l| l.trim().trim_end_matches('/').to_string())
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+
+    /// The device numbers every attached interface occupies (card 0 and others alike): where a
+    /// new ENI cannot be attached, without an EC2 API call.
+    pub async fn device_numbers(&self) -> Result<Vec<u32>, MetadataError> {
+        let macs = self.macs().await?;
+        try_join_all(macs.iter().map(|m| async move {
+            let path = format!("network/interfaces/macs/{m}/device-number");
+            parse(&path, &self.get(&path).await?, "a device number")
+        }))
+        .await
+    }
+
     /// Every attached interface, by device number.
     pub async fn interfaces(&self) -> Result<Vec<MetadataEni>, MetadataError> {
-        let listing = self.get("network/interfaces/macs/").await?;
-        let macs: Vec<&str> = listing
-            .lines()
-            .map(|l| l.trim().trim_end_matches('/'))
-            .filter(|l| !l.is_empty())
-            .collect();
+        let macs = self.macs().await?;
         let mut enis = try_join_all(macs.iter().map(|m| self.interface(m))).await?;
         enis.sort_by_key(|e| e.device_number);
         Ok(enis)

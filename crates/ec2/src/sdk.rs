@@ -47,6 +47,10 @@ pub struct SdkOptions {
     pub retry_mode: RetryMode,
     /// Attempts per call, the first included.
     pub max_attempts: u32,
+    /// The SDK's retries wait a random time below `initial_backoff × 2^retry`, at most
+    /// `max_backoff` (the SDK's defaults: 1 s and 20 s).
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
     /// One attempt (connect, send, read the answer) gives up after this: a stalled connection
     /// is retried instead of holding the caller.
     pub attempt_timeout: Duration,
@@ -68,6 +72,8 @@ impl Default for SdkOptions {
             profile: None,
             retry_mode: RetryMode::Standard,
             max_attempts: 5,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(20),
             attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
         }
@@ -106,7 +112,9 @@ impl SdkEc2 {
             RetryMode::Standard => RetryConfig::standard(),
             RetryMode::Adaptive => RetryConfig::adaptive(),
         }
-        .with_max_attempts(options.max_attempts.max(1));
+        .with_max_attempts(options.max_attempts.max(1))
+        .with_initial_backoff(options.initial_backoff)
+        .with_max_backoff(options.max_backoff);
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(options.attempt_timeout)
             .operation_attempt_timeout(options.attempt_timeout)

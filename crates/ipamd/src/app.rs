@@ -1,12 +1,15 @@
-//! Start-up and shutdown, in order: identity, limits, where Node and ENIConfig objects come
-//! from, the ENIs EC2 reports (routed again), the checkpoint, the node's datapath; then the
-//! servers, readiness, the pool manager and its helpers until SIGTERM; then the last checkpoint.
+//! Start-up and shutdown, in order: identity and attached interfaces (instance metadata, read
+//! concurrently), limits, where Node and ENIConfig objects come from, the checkpoint; then at
+//! once the ENIs EC2 reports (routed again) and where pod ENIs go (the ENIConfig checked
+//! against EC2); the pool manager, so a fresh node's first ENI is on its way while the node's
+//! datapath is set up; then the servers and readiness until SIGTERM; then the last checkpoint.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use ec2::{Ec2, InstanceIdentity, Metadata, SdkEc2};
+use ec2::{Ec2, InstanceIdentity, Metadata, MetadataEni, NetworkInterface, SdkEc2};
 use ipam::Datastore;
+use ipam::checkpoint::Restorable;
 use netlink::Netlink;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -17,6 +20,7 @@ use crate::events::EventSink;
 use crate::manager::Manager;
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeState};
+use crate::pacing::Paced;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -32,11 +36,14 @@ pub(crate) fn startup<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E
     move |e| AppError::Startup(format!("{what}: {e}"))
 }
 
-/// The instance's identity from metadata, retried (bounded) while metadata is not reachable yet.
-async fn identity(metadata: &Metadata) -> Result<InstanceIdentity, AppError> {
+/// The instance's identity and attached interfaces from metadata, retried (bounded) while
+/// metadata is not reachable yet.
+async fn identity(
+    metadata: &Metadata,
+) -> Result<(InstanceIdentity, Vec<MetadataEni>), AppError> {
     let mut pause = Duration::from_millis(100);
     for attempt in 1..=10 {
-        match metadata.identity().await {
+        match metadata.identity_and_interfaces().await {
             Ok(id) => return Ok(id),
             Err(e) if attempt == 10 => return Err(AppError::Identity(e.to_string())),
             Err(e) => {
@@ -49,6 +56,9 @@ async fn identity(metadata: &Metadata) -> Result<InstanceIdentity, AppError> {
     Err(AppError::Identity("unreachable".into()))
 }
 
+/// EC2 as ipamd calls it: the SDK client behind the node's shared back-off.
+pub type NodeEc2 = Paced<SdkEc2>;
+
 pub async fn run(cli: Cli) -> Result<(), AppError> {
     let started = learn(cli).await?;
     let node = started.node.clone();
@@ -58,20 +68,34 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         ec2: started.ec2.clone(),
         nl: nl.clone(),
     };
-    recover(&manager).await?;
-    node_datapath(&node, &nl).await?;
+    let saved = crate::persist::read(&node).map_err(AppError::Startup)?;
+    // Independent: what is attached, and where new ENIs go (the ENIConfig read from EC2).
+    let (recovered, ()) = tokio::join!(
+        recover(&manager, &started.interfaces, &saved),
+        manager.refresh_target()
+    );
+    recovered?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    // The first ENI does not wait for the node's own datapath; no pod is served before it.
+    let mut tasks = vec![tokio::spawn(manager.run(shutdown_rx.clone()))];
+    if let Err(e) = node_datapath(&node, &nl).await {
+        stop_tasks(&node, &shutdown, tasks).await;
+        return Err(e);
+    }
     // Last before serving, so a DEL that found ipamd down is seen as late as possible.
     crate::reconcile::release_unrouted(&node, &nl).await;
-    let (shutdown, tasks) = spawn(started, manager)?;
+    tasks.extend(spawn(started, nl, &shutdown_rx)?);
     crate::serve::wait_for_signal().await;
     stop(&node, shutdown, tasks).await
 }
 
-/// What start-up learns before it touches the node: the node's shared state and the EC2 client.
+/// What start-up learns before it touches the node: the node's shared state, the EC2 client and
+/// the interfaces instance metadata lists.
 struct Started {
     node: Arc<Node>,
-    ec2: Arc<SdkEc2>,
+    ec2: Arc<NodeEc2>,
     limits: crate::limits::NodeLimits,
+    interfaces: Vec<MetadataEni>,
 }
 
 /// Settings, identity, limits, and where the Node and ENIConfig objects come from.
@@ -88,7 +112,7 @@ async fn learn(cli: Cli) -> Result<Started, AppError> {
     }
     let metadata = Metadata::new(None, cli.options.metadata_timeouts())
         .map_err(|e| AppError::Identity(e.to_string()))?;
-    let id = identity(&metadata).await?;
+    let (id, interfaces) = identity(&metadata).await?;
     info!(
         instance = id.instance_id,
         instance_type = id.instance_type,
@@ -99,16 +123,19 @@ async fn learn(cli: Cli) -> Result<Started, AppError> {
     let metrics = Metrics::new().map_err(startup("metrics"))?;
     crate::compat::announce(crate::compat::findings(), &metrics.registry)
         .map_err(startup("metrics"))?;
-    let ec2 = Arc::new(
-        SdkEc2::new(
-            &ec2::SdkOptions {
-                endpoint: settings.ec2_endpoint.clone(),
-                ..cli.options.sdk_options(&id.region)
-            },
-            metrics.ec2.clone(),
-        )
-        .await,
-    );
+    let sdk = SdkEc2::new(
+        &ec2::SdkOptions {
+            endpoint: settings.ec2_endpoint.clone(),
+            ..cli.options.sdk_options(&id.region)
+        },
+        metrics.ec2.clone(),
+    )
+    .await;
+    let ec2 = Arc::new(Paced::new(
+        sdk,
+        crate::pacing::POLICY,
+        Some(metrics.throttle_retries.clone()),
+    ));
     let limits = crate::limits::NodeLimits::learn(&cli, &id.instance_type, ec2.as_ref())
         .await
         .map_err(AppError::Settings)?;
@@ -140,22 +167,79 @@ async fn learn(cli: Cli) -> Result<Started, AppError> {
         vpc_blocks: std::sync::RwLock::new(id.vpc_cidrs.clone()),
         cli,
     });
-    Ok(Started { node, ec2, limits })
+    Ok(Started {
+        node,
+        ec2,
+        limits,
+        interfaces,
+    })
 }
 
 /// What EC2 says this instance has (each ENI routed again from its subnet as EC2 reports it),
 /// then what the checkpoint says pods hold, then running pods the checkpoint does not know.
-async fn recover(manager: &Manager<SdkEc2>) -> Result<(), AppError> {
+async fn recover(
+    manager: &Manager<NodeEc2>,
+    interfaces: &[MetadataEni],
+    saved: &[Restorable],
+) -> Result<(), AppError> {
     let node = &manager.node;
-    let enis = manager
-        .ec2
-        .instance_enis(&node.identity.instance_id)
-        .await
-        .map_err(startup("reading the instance's ENIs"))?;
+    let enis = match fresh_primary(node, interfaces, saved) {
+        Some(primary) => {
+            info!("a fresh node: only the primary ENI is attached (instance metadata), no pod to recover");
+            vec![primary]
+        }
+        None => manager
+            .ec2
+            .instance_enis(&node.identity.instance_id)
+            .await
+            .map_err(startup("reading the instance's ENIs"))?,
+    };
     manager.adopt_enis(&enis).await;
-    crate::persist::restore(node).map_err(AppError::Startup)?;
+    crate::persist::restore(node, saved).map_err(AppError::Startup)?;
     crate::reconcile::recover_from_host_routes(node, &manager.nl).await;
     Ok(())
+}
+
+/// A fresh custom-networking node — instance metadata lists the primary ENI alone and the
+/// checkpoint holds no pod — needs no DescribeNetworkInterfaces at start: the primary serves no
+/// pod, whatever its tags, and what the pool needs of it is in metadata. Its attachment id is
+/// left empty: the primary is never detached. Any other node asks EC2 (tags decide which ENIs
+/// are ipamd's; an ENI attached moments before a crash may not be in metadata yet, and a
+/// checkpoint's pods must not be dropped for it).
+fn fresh_primary(
+    node: &Node,
+    interfaces: &[MetadataEni],
+    saved: &[Restorable],
+) -> Option<NetworkInterface> {
+    let id = &node.identity;
+    let [only] = interfaces else {
+        return None;
+    };
+    if !node.custom_networking() || !saved.is_empty() || only.interface_id != id.primary_eni_id {
+        return None;
+    }
+    Some(NetworkInterface {
+        id: only.interface_id.clone(),
+        mac: only.mac.clone(),
+        status: "in-use".into(),
+        subnet_id: only.subnet_id.clone(),
+        vpc_id: id.vpc_id.clone(),
+        availability_zone: id.availability_zone.clone(),
+        description: String::new(),
+        security_groups: id.security_groups.clone(),
+        primary_ip: Some(id.primary_ip),
+        secondary_ips: only.addresses.iter().skip(1).copied().collect(),
+        prefixes: only.prefixes.clone(),
+        tags: Default::default(),
+        attachment: Some(ec2::Attachment {
+            id: String::new(),
+            instance_id: id.instance_id.clone(),
+            device_index: only.device_number,
+            network_card: 0,
+            status: "attached".into(),
+            delete_on_termination: true,
+        }),
+    })
 }
 
 /// The node's own datapath: rp_filter, SNAT and connmark, the connmark rule.
@@ -182,16 +266,16 @@ async fn node_datapath(node: &Node, nl: &Netlink) -> Result<(), AppError> {
 
 type Tasks = Vec<tokio::task::JoinHandle<()>>;
 
-/// The servers, readiness, the pool manager and its helpers, until the shutdown channel says
-/// stop.
+/// The servers, readiness and the pool manager's helpers, until the shutdown channel says stop.
 fn spawn(
     started: Started,
-    manager: Manager<SdkEc2>,
-) -> Result<(watch::Sender<bool>, Tasks), AppError> {
-    let Started { node, ec2, limits } = started;
+    nl: Arc<Netlink>,
+    shutdown_rx: &watch::Receiver<bool>,
+) -> Result<Tasks, AppError> {
+    let Started {
+        node, ec2, limits, ..
+    } = started;
     let settings = &node.cli.settings;
-    let nl = manager.nl.clone();
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     tasks.push(tokio::spawn(crate::serve::grpc(
@@ -233,7 +317,6 @@ fn spawn(
         nl.clone(),
         shutdown_rx.clone(),
     )));
-    tasks.push(tokio::spawn(manager.run(shutdown_rx.clone())));
     tasks.push(tokio::spawn(crate::capacity::watch(
         node.clone(),
         limits.max_pods.clone(),
@@ -249,7 +332,8 @@ fn spawn(
         let mut stop = shutdown_rx.clone();
         tasks.push(tokio::spawn(async move {
             loop {
-                let every = crate::manager::jittered(cleaner.node.cli.options.leaked_interval());
+                // Spread over the interval: a fleet started together does not scan together.
+                let every = crate::manager::spread(cleaner.node.cli.options.leaked_interval());
                 tokio::select! {
                     _ = tokio::time::sleep(every) => cleaner.clean_leaked().await,
                     _ = stop.changed() => return,
@@ -257,13 +341,22 @@ fn spawn(
             }
         }));
     }
-    Ok((shutdown_tx, tasks))
+    Ok(tasks)
 }
 
 /// SIGTERM: no EC2 writes from here on, every task stopped (one deadline for all), the last
 /// checkpoint written.
 async fn stop(node: &Node, shutdown: watch::Sender<bool>, tasks: Tasks) -> Result<(), AppError> {
     info!("SIGTERM: stopping (no EC2 writes from here on)");
+    stop_tasks(node, &shutdown, tasks).await;
+    let st = node.lock();
+    crate::persist::save(node, &st).map_err(startup("final checkpoint"))?;
+    info!("stopped");
+    Ok(())
+}
+
+/// No EC2 writes from here on; every task told to stop and given one deadline.
+async fn stop_tasks(node: &Node, shutdown: &watch::Sender<bool>, tasks: Tasks) {
     node.lock().shutting_down = true;
     let _ = shutdown.send(true);
     // A server waiting on an idle client must not hold the exit.
@@ -273,8 +366,4 @@ async fn stop(node: &Node, shutdown: watch::Sender<bool>, tasks: Tasks) -> Resul
             break;
         }
     }
-    let st = node.lock();
-    crate::persist::save(node, &st).map_err(startup("final checkpoint"))?;
-    info!("stopped");
-    Ok(())
 }

@@ -43,13 +43,15 @@ pub struct Options {
     pub lease_namespace: String,
 
     /// Kubernetes mode: how often the elected writer re-checks every ENIConfig's status against
-    /// EC2 (seconds); a changed ENIConfig is checked at once.
+    /// EC2 (seconds; two EC2 calls per ENIConfig, on that one node); a changed ENIConfig is
+    /// checked at once. Hourly, so the status's free-address count may be up to an hour old:
+    /// a node at rest makes hardly any EC2 call (docs/benchmarks.md).
     #[arg(
         long,
         env = "ENICONFIG_STATUS_INTERVAL",
         value_name = "ENICONFIG_STATUS_INTERVAL",
         value_parser = clap::value_parser!(u64).range(1..),
-        default_value = "60"
+        default_value = "3600"
     )]
     pub eniconfig_status_interval: u64,
 
@@ -98,7 +100,8 @@ pub struct Options {
     )]
     pub plugin_log_level: String,
 
-    /// How often leaked ENIs are looked for (seconds; jittered by up to 10 %).
+    /// How often leaked ENIs are looked for (seconds, on average: each wait is drawn between
+    /// half and one and a half of it, so a fleet started together spreads its scans).
     #[arg(
         long,
         env = "LEAKED_ENI_CLEANUP_INTERVAL",
@@ -207,6 +210,19 @@ pub struct Options {
     )]
     pub imds_operation_timeout_ms: u64,
 
+    /// How the SDK retries a failed EC2 call: `standard` (jittered exponential back-off) or
+    /// `adaptive` (the same, plus a client-side rate limiter that slows every call down after
+    /// throttling). A call still throttled after the SDK's retries waits the node's shared
+    /// back-off and is tried again either way.
+    #[arg(
+        long,
+        env = "IPAMD_EC2_RETRY_MODE",
+        value_name = "IPAMD_EC2_RETRY_MODE",
+        value_enum,
+        default_value = "standard"
+    )]
+    pub ec2_retry_mode: Ec2RetryMode,
+
     /// How often the pool is re-checked when nothing wakes it (seconds).
     #[arg(
         long,
@@ -216,6 +232,13 @@ pub struct Options {
         default_value = "5"
     )]
     pub pool_interval: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Ec2RetryMode {
+    Standard,
+    Adaptive,
 }
 
 impl Options {
@@ -234,12 +257,21 @@ impl Options {
     pub fn reconcile_interval(&self) -> Duration {
         Duration::from_secs(self.reconcile_interval)
     }
-    /// The timeouts of every EC2 call.
+    /// The timeouts and retries of every EC2 call. Three attempts with short pauses (up to 2 s
+    /// rather than the SDK's 20 s): a call still throttled after them waits the node's shared
+    /// back-off (`pacing.rs`), which keeps a fleet's retries out of step.
     pub fn sdk_options(&self, region: &str) -> ec2::SdkOptions {
         ec2::SdkOptions {
             region: Some(region.to_string()),
             attempt_timeout: Duration::from_secs(self.ec2_attempt_timeout),
             operation_timeout: Duration::from_secs(self.ec2_operation_timeout),
+            retry_mode: match self.ec2_retry_mode {
+                Ec2RetryMode::Standard => ec2::RetryMode::Standard,
+                Ec2RetryMode::Adaptive => ec2::RetryMode::Adaptive,
+            },
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(2),
             ..Default::default()
         }
     }

@@ -17,6 +17,7 @@ pub mod logging;
 pub mod manager;
 pub mod metrics;
 pub mod node;
+pub mod pacing;
 pub mod persist;
 pub mod readiness;
 pub mod reconcile;

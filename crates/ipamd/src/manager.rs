@@ -281,8 +281,10 @@ impl<C: Ec2 + 'static> Manager<C> {
                 }
                 Round::Idle
             }
+            // Still throttled after the node's shared back-off (pacing.rs), or unreachable:
+            // a jittered pause, so a fleet in the same state does not come back in step.
             ErrorClass::Throttled | ErrorClass::Transport => {
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                tokio::time::sleep(jittered(Duration::from_secs(2))).await;
                 Round::Idle
             }
             ErrorClass::LimitExceeded => {
@@ -325,6 +327,10 @@ impl<C: Ec2 + 'static> Manager<C> {
             .map(|e| e.subnet_cidr);
         if known.is_some() {
             return known;
+        }
+        // The ENIConfig's subnet, as its validation read it from EC2.
+        if let Some(cidr) = self.node.lock().subnet_cidrs.get(&eni.subnet_id) {
+            return Some(*cidr);
         }
         match self.node.metadata.interface(&eni.mac).await {
             Ok(m) if m.interface_id == eni.id => return Some(m.subnet_cidr),
@@ -431,15 +437,31 @@ impl<C: Ec2 + 'static> Manager<C> {
         Ok(())
     }
 
-    /// The lowest device index on card 0 that no interface, managed or not, occupies.
-    fn free_device_index(&self, st: &NodeState) -> u32 {
+    /// The lowest device index on card 0 that no interface, managed or not, occupies; `also`:
+    /// indices taken by interfaces the pool does not know (yet).
+    fn free_device_index(&self, st: &NodeState, also: &[u32]) -> u32 {
         let used: Vec<u32> = st
             .ds
             .enis()
             .map(|e| e.device_number)
             .chain(st.unmanaged.iter().filter_map(|(_, d)| *d))
+            .chain(also.iter().copied())
             .collect();
         (1..).find(|i| !used.contains(i)).unwrap_or(1)
+    }
+
+    /// A free device index for a new ENI. Interfaces someone else attached take indices too:
+    /// instance metadata lists them all without an EC2 API token (EC2 itself only when
+    /// metadata cannot be read).
+    async fn device_index(&self) -> u32 {
+        match self.node.metadata.device_numbers().await {
+            Ok(taken) => self.free_device_index(&self.node.lock(), &taken),
+            Err(e) => {
+                warn!(error = %e, "the instance's interfaces from metadata: asking EC2");
+                self.resync().await;
+                self.free_device_index(&self.node.lock(), &[])
+            }
+        }
     }
 
     /// Create with addresses and tags in one call, attach, delete-on-termination, wait for the
@@ -471,10 +493,19 @@ impl<C: Ec2 + 'static> Manager<C> {
             addresses: self.request(slots),
         };
         let eni = self.ec2.create_eni(&request).await?;
-        // Re-read what is attached: an interface someone else attached takes its index too.
-        self.resync().await;
-        let device = self.free_device_index(&self.node.lock());
-        let attachment = match self.ec2.attach_eni(&eni.id, instance, device).await {
+        let mut device = self.device_index().await;
+        let mut attached = self.ec2.attach_eni(&eni.id, instance, device).await;
+        if let Err(e) = &attached
+            && e.class() == ErrorClass::Invalid
+        {
+            // The index was taken after all (metadata lags EC2 by a moment): once more with
+            // what EC2 says is attached.
+            warn!(eni = eni.id, device, error = %e, "attaching: asking EC2 which device indices are free");
+            self.resync().await;
+            device = self.free_device_index(&self.node.lock(), &[device]);
+            attached = self.ec2.attach_eni(&eni.id, instance, device).await;
+        }
+        let attachment = match attached {
             Ok(a) => a,
             Err(e) => {
                 // A timed-out attach may have happened: look for the attachment then.
@@ -482,11 +513,12 @@ impl<C: Ec2 + 'static> Manager<C> {
                 return Err(e);
             }
         };
-        if let Err(e) = self
-            .ec2
-            .set_delete_on_termination(&eni.id, &attachment)
-            .await
-        {
+        // Delete-on-termination and the hypervisor plugging the interface in, at once.
+        let (terminate, link) = tokio::join!(
+            self.ec2.set_delete_on_termination(&eni.id, &attachment),
+            wait_for_link(&self.nl, &eni.mac, LINK_WAIT),
+        );
+        if let Err(e) = terminate {
             self.discard_eni(&eni.id, Some(&attachment), false).await;
             return Err(e);
         }
@@ -514,11 +546,10 @@ impl<C: Ec2 + 'static> Manager<C> {
             created_at: now,
         };
         let routing = EniRouting::of(&record, self.node.cli.settings.eni_mtu);
-        let plumbed = async {
-            let link = wait_for_link(&self.nl, &eni.mac, LINK_WAIT).await?;
-            routing.apply(&self.nl, &link).await
-        }
-        .await;
+        let plumbed = match link {
+            Ok(link) => routing.apply(&self.nl, &link).await,
+            Err(e) => Err(e),
+        };
         if let Err(e) = plumbed {
             error!(eni = eni.id, error = %e, "the new ENI could not be set up on the node: removing it");
             for e in routing.remove(&self.nl, None).await {
@@ -730,7 +761,7 @@ impl<C: Ec2 + 'static> Manager<C> {
 
     /// Works out where new ENIs go: the ENIConfig in force (validated against EC2, cached per
     /// spec) or, without custom networking, the node's own subnet and groups.
-    async fn refresh_target(&self) {
+    pub async fn refresh_target(&self) {
         let id = &self.node.identity;
         if let Some(reason) = crate::compat::refusal(crate::compat::findings()) {
             self.set_blocked(crate::compat::REFUSED_EVENT, reason);
@@ -861,15 +892,20 @@ impl<C: Ec2 + 'static> Manager<C> {
         spec: &eniconfig::EniConfigSpec,
     ) -> Result<eniconfig::Validation, Ec2Error> {
         let id = &self.node.identity;
-        let subnet = self.ec2.subnet(&spec.subnet).await?;
+        // Both reads at once: they are independent, and a fresh node waits for them.
+        let (subnet, groups) = tokio::join!(
+            self.ec2.subnet(&spec.subnet),
+            self.ec2.security_groups(spec.groups())
+        );
+        let (subnet, groups) = (subnet?, groups?);
         if let Some(s) = &subnet {
             self.node
                 .metrics
                 .subnet_free
                 .with_label_values(&[&s.id])
                 .set(i64::from(s.available_addresses));
+            self.node.lock().subnet_cidrs.insert(s.id.clone(), s.cidr);
         }
-        let groups = self.ec2.security_groups(spec.groups()).await?;
         let vpc_cidrs = self.node.vpc_cidrs();
         let primary_block = vpc_cidrs
             .iter()
@@ -952,6 +988,12 @@ impl<C: Ec2 + 'static> Manager<C> {
 
 /// `every` plus up to 10 % jitter, so that a fleet started together does not act in step.
 pub fn jittered(every: Duration) -> Duration {
-    let nanos = Time::now().unix_nanos();
-    every + every.mul_f64(f64::from((nanos % 1000) as u32) / 10_000.0)
+    every + every.mul_f64(fastrand::f64() / 10.0)
+}
+
+/// `every` on average, drawn uniformly between half and one and a half of it: a fleet started
+/// together spreads a slow periodic EC2 call (the leaked-ENI scan) over the whole interval
+/// instead of making it within the same few minutes.
+pub fn spread(every: Duration) -> Duration {
+    every.mul_f64(0.5 + fastrand::f64())
 }

@@ -31,6 +31,9 @@ pub struct Metrics {
     /// Ours: 1 while the node cannot serve pods, labelled with why (`datapath`, `target`,
     /// `pool`).
     pub not_ready: IntGaugeVec,
+    /// Ours: EC2 calls still throttled after the SDK's retries, tried again after the node's
+    /// shared back-off (`pacing.rs`), by action.
+    pub throttle_retries: IntCounterVec,
 }
 
 fn gauge(r: &Registry, name: &str, help: &str) -> Result<IntGauge, prometheus::Error> {
@@ -131,6 +134,12 @@ impl Metrics {
                 "awscni_node_not_ready",
                 "1 while the node cannot give a new pod a working address",
                 &["reason"],
+            )?,
+            throttle_retries: counter_vec(
+                &r,
+                "awscni_ec2_throttle_backoff_count",
+                "EC2 calls still throttled after the SDK's retries, tried again after the node's shared back-off",
+                &["api"],
             )?,
             registry: r,
         };

@@ -49,6 +49,9 @@ pub struct NodeState {
     pub selection: Option<Selection>,
     pub spec: Option<EniConfigSpec>,
     pub validation: Option<(String, EniConfigSpec, Validation)>,
+    /// Subnet CIDRs EC2 reported when validating ENIConfigs: a new ENI's routing needs its
+    /// subnet, and asking again would cost an EC2 call.
+    pub subnet_cidrs: BTreeMap<String, Ipv4Net>,
     pub target: Option<Target>,
     pub last_ec2_error: Option<String>,
     /// Subnets that reported no free addresses, until when to leave them alone.
@@ -77,6 +80,7 @@ impl NodeState {
             selection: None,
             spec: None,
             validation: None,
+            subnet_cidrs: BTreeMap::new(),
             target: None,
             last_ec2_error: None,
             subnet_backoff: BTreeMap::new(),

@@ -160,6 +160,12 @@ pub fn sibling_binary(name: &str, env: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// The access key id a node's ipamd signs its EC2 calls with: the emulator's calls
+/// `?by=caller` are per node.
+pub fn access_key(node: &str) -> String {
+    format!("testbed-{node}")
+}
+
 /// Starts ipamd in the node's namespace with the environment a DaemonSet would give it.
 pub fn start_ipamd(
     netns: &str,
@@ -187,7 +193,8 @@ pub fn start_ipamd(
     cmd.arg(&ipamd).env_clear();
     cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("AWS_REGION", region)
-        .env("AWS_ACCESS_KEY_ID", "testbed")
+        // Its own key per node: the emulator counts calls per signing key (`make fleet`).
+        .env("AWS_ACCESS_KEY_ID", access_key(&node.name))
         .env("AWS_SECRET_ACCESS_KEY", "testbed")
         .env(
             "AWS_ENDPOINT_URL_EC2",

@@ -111,6 +111,20 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
 
     let mut snapshot = fetch(&emulator, None)?;
     fabric.reconcile(&snapshot)?;
+    if config.throttle {
+        // After the seeding, before any ipamd: the nodes meet full buckets.
+        let (status, body) = emulator.control(
+            "POST",
+            "/_testbed/throttle",
+            Some(serde_json::json!({"enabled": true})),
+        )?;
+        if status != 200 {
+            return Err(TestbedError::Other(format!(
+                "turning EC2 throttling on: HTTP {status}: {body}"
+            )));
+        }
+        log("EC2 throttling on (EC2's bucket sizes)");
+    }
 
     // The nodes' own containerd, before their ipamd: like a node's runtime, it waits for the
     // CNI config ipamd writes once it can serve pods.
@@ -210,7 +224,7 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
                     .node(name),
                 )
         };
-        while started.elapsed() < Duration::from_secs(20)
+        while started.elapsed() < ready_within(nodes.len())
             && !conflists.iter().all(|(name, p)| settled(name, p))
         {
             if let Ok(next) = fetch(&emulator, Some(snapshot.version))
@@ -279,6 +293,12 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
     runtime.shutdown_timeout(Duration::from_secs(1));
     emulator.stop();
     Ok(())
+}
+
+/// How long `up` waits for the nodes to be network-ready: a fleet meets EC2's throttling, so
+/// its last node may take a while (a second per node beyond the first 20 s).
+pub fn ready_within(nodes: usize) -> Duration {
+    Duration::from_secs(20 + nodes as u64)
 }
 
 /// The node's ipamd says it cannot serve pods (e.g. its ENIConfig is missing): waiting for its

@@ -190,7 +190,7 @@ fn daemon_alive(status: &Status) -> bool {
 
 fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), String> {
     // Refuse a bad config here, before anything is started.
-    testbed::config::Config::load(config.as_deref()).map_err(|e| e.to_string())?;
+    let parsed = testbed::config::Config::load(config.as_deref()).map_err(|e| e.to_string())?;
     if let Some(s) = Status::read(prefix)
         && daemon_alive(&s)
     {
@@ -233,7 +233,8 @@ fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), Stri
         .spawn()
         .map_err(|e| format!("start the testbed daemon: {e}"))?;
     let started = Instant::now();
-    let limit = Duration::from_secs(120);
+    // Emulator start and seeding, then the daemon's own wait for the nodes.
+    let limit = Duration::from_secs(100) + daemon::ready_within(parsed.nodes.len());
     loop {
         if Status::read(prefix).is_some() {
             break;

@@ -23,7 +23,9 @@ pub async fn wait_for_link(
 ) -> Result<Link, DatapathError> {
     let wanted = netlink::parse_mac(mac)?;
     let started = Instant::now();
-    let mut pause = Duration::from_millis(20);
+    // A hypervisor plugs the interface within tens of milliseconds: look often at first (a
+    // link dump is cheap), then less often.
+    let mut pause = Duration::from_millis(5);
     loop {
         if let Some(link) = nl.link_by_mac(&wanted).await? {
             return Ok(link);
@@ -35,7 +37,7 @@ pub async fn wait_for_link(
             });
         }
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(500));
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
 }
 
