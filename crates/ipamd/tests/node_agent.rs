@@ -859,24 +859,6 @@ async fn a_vpc_block_associated_later_joins_the_snat_exclusions() {
     });
 }
 
-/// Waits until the node's ipamd says it is network-ready again (after a restart).
-fn wait_ready(tb: &Testbed, node: &str) {
-    let ready = wait_for(Duration::from_secs(30), || {
-        let ns = netns::Netns::named(&tb.netns(node)).unwrap();
-        ns.run(|| {
-            testbed::emulator::http_json(61679, "GET", "/v1/pool", None, Duration::from_secs(2))
-        })
-        .ok()
-        .and_then(|r| r.ok())
-        .is_some_and(|(_, v)| v["network_ready"] == true)
-    });
-    assert!(
-        ready.is_some(),
-        "{node} is not network-ready after a restart:\n{}",
-        tb.ipamd_log(node)
-    );
-}
-
 fn terminate(mut child: std::process::Child) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -912,7 +894,7 @@ async fn a_restart_leaves_the_datapath_as_a_fresh_start_made_it() {
     assert!(fresh.contains(&format!("inet {primary_ip}/19")), "{fresh}");
     // kill -9, then a clean SIGTERM restart: each start finds and leaves the same datapath.
     let child = tb.restart_ipamd("node-a", None);
-    wait_ready(&tb, "node-a");
+    tb.wait_ready("node-a");
     let after_kill = node_datapath(&ns);
     assert!(
         fresh == after_kill,
@@ -921,7 +903,7 @@ async fn a_restart_leaves_the_datapath_as_a_fresh_start_made_it() {
     );
     terminate(child);
     let child = tb.start_ipamd("node-a");
-    wait_ready(&tb, "node-a");
+    tb.wait_ready("node-a");
     let after_term = node_datapath(&ns);
     assert!(
         fresh == after_term,

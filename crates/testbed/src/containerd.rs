@@ -240,7 +240,7 @@ pub fn prepare(node_dir: &NodeDir) -> Result<ContainerdDir, ContainerdError> {
     }
     let runc = find_program("runc")?;
     let text = config_toml(&dir, &node_dir.cni_conf_dir(), &runc);
-    ipam::checkpoint::write_atomic(&dir.config(), text.as_bytes())
+    files::write_atomic(&dir.config(), text.as_bytes(), 0o644)
         .map_err(dir.io(format!("write {}", dir.config().display())))?;
     Ok(dir)
 }

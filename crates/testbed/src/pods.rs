@@ -38,8 +38,12 @@ pub struct PodRecord {
 
 impl PodRecord {
     fn save(&self, path: &Path) -> Result<(), TestbedError> {
-        ipam::checkpoint::write_atomic(path, &serde_json::to_vec_pretty(self).unwrap_or_default())
-            .map_err(|e| other(format!("{}: {e}", path.display())))
+        files::write_atomic(
+            path,
+            &serde_json::to_vec_pretty(self).unwrap_or_default(),
+            0o644,
+        )
+        .map_err(|e| other(format!("{}: {e}", path.display())))
     }
 }
 

@@ -81,9 +81,10 @@ impl Status {
     }
 
     pub fn write(&self) -> std::io::Result<()> {
-        let path = Self::path(&self.prefix);
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).unwrap_or_default())?;
-        std::fs::rename(tmp, path)
+        files::write_atomic(
+            &Self::path(&self.prefix),
+            &serde_json::to_vec_pretty(self).unwrap_or_default(),
+            0o644,
+        )
     }
 }

@@ -163,6 +163,19 @@ impl Testbed {
             .unwrap_or_else(|e| panic!("introspection {path} on {node}: {e}"))
     }
 
+    /// Waits until the node's ipamd says it is network-ready (after a start or a restart).
+    pub fn wait_ready(&self, node: &str) {
+        let ready = wait_for(Duration::from_secs(30), || {
+            self.introspection(node, |c| c.pool())
+                .is_ok_and(|p| p.network_ready)
+        });
+        assert!(
+            ready.is_some(),
+            "{node} is not network-ready:\n{}",
+            self.ipamd_log(node)
+        );
+    }
+
     /// A call of the node's typed introspection client, made inside its namespace.
     pub fn introspection<T: Send>(
         &self,
