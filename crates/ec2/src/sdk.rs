@@ -22,7 +22,7 @@ use ipnet::Ipv4Net;
 use crate::error::classify;
 use crate::{
     AddressRequest, Attachment, CreateEni, Ec2, Ec2Error, Ec2Metrics, ErrorClass, NetworkInterface,
-    SecurityGroup, Subnet, Vpc,
+    SecurityGroup, Subnet, SubnetQuery, Vpc,
 };
 
 /// How the SDK retries failed calls (throttling among them).
@@ -172,7 +172,7 @@ where
         };
     };
     let message = e.message().unwrap_or_default().to_string();
-    match classify(code) {
+    match classify(code, &message) {
         ErrorClass::Unauthorized => Ec2Error::MissingPermission {
             action,
             code: code.to_string(),
@@ -340,6 +340,46 @@ impl Ec2 for SdkEc2 {
             .first()
             .map(|s| convert_subnet(action, s))
             .transpose()
+    }
+
+    async fn subnets(&self, query: &SubnetQuery) -> Result<Vec<Subnet>, Ec2Error> {
+        let action = "DescribeSubnets";
+        // Filters, not ids: an id that does not exist is absent instead of failing the call.
+        let filters = match query {
+            SubnetQuery::Ids(ids) if ids.is_empty() => return Ok(Vec::new()),
+            SubnetQuery::Ids(ids) => {
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                vec![filter("subnet-id", &ids)]
+            }
+            SubnetQuery::Zone {
+                vpc_id,
+                availability_zone,
+            } => vec![
+                filter("vpc-id", &[vpc_id]),
+                filter("availability-zone", &[availability_zone]),
+            ],
+        };
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .call(
+                    action,
+                    self.client
+                        .describe_subnets()
+                        .set_filters(Some(filters.clone()))
+                        .set_next_token(token)
+                        .send(),
+                )
+                .await?;
+            for s in page.subnets() {
+                out.push(convert_subnet(action, s)?);
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
     }
 
     async fn security_groups(&self, ids: &[String]) -> Result<Vec<SecurityGroup>, Ec2Error> {

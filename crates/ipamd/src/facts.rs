@@ -12,6 +12,7 @@ pub fn subnet_facts(s: ec2::Subnet) -> SubnetFacts {
         availability_zone: s.availability_zone,
         cidr: s.cidr,
         available_addresses: s.available_addresses,
+        tags: s.tags,
     }
 }
 
@@ -26,11 +27,11 @@ pub fn group_facts(g: ec2::SecurityGroup) -> GroupFacts {
 pub struct Ec2Facts<C>(pub Arc<C>);
 
 impl<C: Ec2 + 'static> cluster::Facts for Ec2Facts<C> {
-    async fn subnet(&self, id: &str) -> Result<Option<SubnetFacts>, String> {
+    async fn subnets(&self, ids: &[String]) -> Result<Vec<SubnetFacts>, String> {
         self.0
-            .subnet(id)
+            .subnets(&ec2::SubnetQuery::Ids(ids.to_vec()))
             .await
-            .map(|s| s.map(subnet_facts))
+            .map(|s| s.into_iter().map(subnet_facts).collect())
             .map_err(|e| e.to_string())
     }
 

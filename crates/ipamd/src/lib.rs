@@ -20,3 +20,4 @@ pub mod persist;
 pub mod reconcile;
 pub mod server;
 pub mod source;
+pub mod subnets;

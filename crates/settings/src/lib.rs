@@ -152,6 +152,8 @@ raw_settings! {
     host_cni_confdir_path: "host-cni-confdir-path" = "HOST_CNI_CONFDIR_PATH";
     /// The API server's URL instead of the in-cluster service address [default: in-cluster].
     cluster_endpoint: "cluster-endpoint" = "CLUSTER_ENDPOINT";
+    /// Without custom networking, pod ENIs may also go to subnets of the node's zone tagged kubernetes.io/role/cni [default: true].
+    enable_subnet_discovery: "enable-subnet-discovery" = "ENABLE_SUBNET_DISCOVERY";
 }
 
 /// Every setting, read as the existing implementation reads it.
@@ -197,6 +199,8 @@ pub struct IpamdSettings {
     pub manage_enis_non_schedulable: bool,
     pub host_cni_confdir_path: Option<PathBuf>,
     pub cluster_endpoint: Option<String>,
+    /// Subnet discovery; custom networking takes precedence when both are on.
+    pub enable_subnet_discovery: bool,
 }
 
 /// A parsed list of CIDRs.
@@ -342,6 +346,8 @@ impl TryFrom<&RawSettings> for IpamdSettings {
                 .map(PathBuf::from),
             cluster_endpoint: val("CLUSTER_ENDPOINT", &r.cluster_endpoint)
                 .with(None, |v| parse_endpoint(v).map(Some))?,
+            enable_subnet_discovery: val("ENABLE_SUBNET_DISCOVERY", &r.enable_subnet_discovery)
+                .boolean(true)?,
         })
     }
 }

@@ -1,5 +1,5 @@
-//! `vpcctl status`: a running node's ENIs, pool, targets and ENIConfig, from its introspection
-//! endpoint (loopback on the node).
+//! `vpcctl status`: a running node's ENIs, pool, targets, ENIConfig and the subnets its pods
+//! use (free, held by pods, held warm), from its introspection endpoint (loopback on the node).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -42,8 +42,9 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<(), CliError> {
     let enis = get(&args.address, "/v1/enis")?;
     let pool = get(&args.address, "/v1/pool")?;
     let config = get(&args.address, "/v1/eni-configs")?;
+    let subnets = get(&args.address, "/v1/subnets")?;
     if args.json {
-        let all = serde_json::json!({"enis": enis, "pool": pool, "eni_config": config});
+        let all = serde_json::json!({"enis": enis, "pool": pool, "eni_config": config, "subnets": subnets});
         writeln!(
             out,
             "{}",
@@ -134,6 +135,69 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<(), CliError> {
             flags.join(","),
             format!("{assigned}/{addresses}"),
             groups.join(",")
+        )?;
+    }
+    write_subnets(&subnets, out)
+}
+
+/// The subnets the node's pods use or may use: EC2's last free count, and what this node holds
+/// there (on its ENIs; assigned to pods; warm).
+fn write_subnets(subnets: &Value, out: &mut impl Write) -> Result<(), CliError> {
+    let how = if subnets["custom_networking"] == true {
+        format!("ENIConfig {}", subnets["eniconfig"].as_str().unwrap_or("?"))
+    } else if subnets["subnet_discovery"] == true {
+        "subnet discovery".to_string()
+    } else {
+        "the node's subnet".to_string()
+    };
+    let age = subnets["read_s_ago"]
+        .as_u64()
+        .map(|s| format!("{s} s ago"))
+        .unwrap_or_else(|| "not yet".to_string());
+    writeln!(
+        out,
+        "\nsubnets ({how}; free as EC2 last said it, {age}; held: on this node's ENIs)"
+    )?;
+    writeln!(
+        out,
+        "{:<26} {:<18} {:<12} {:>6} {:>5} {:>5} {:>5}  state",
+        "SUBNET", "CIDR", "ZONE", "FREE", "HELD", "PODS", "WARM"
+    )?;
+    let show = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
+    for s in subnets["subnets"].as_array().into_iter().flatten() {
+        let mut state = vec![
+            if s["candidate"] == true {
+                "new ENIs"
+            } else {
+                "no new ENIs"
+            }
+            .to_string(),
+        ];
+        if let Some(n) = s["full_backoff_s"].as_u64() {
+            state.push(format!("full ({n} s)"));
+        }
+        if let Some(n) = s["no_prefix_backoff_s"].as_u64() {
+            state.push(format!("no /28 ({n} s)"));
+        }
+        writeln!(
+            out,
+            "{:<26} {:<18} {:<12} {:>6} {:>5} {:>5} {:>5}  {}",
+            s["id"].as_str().unwrap_or("?"),
+            s["cidr"].as_str().unwrap_or("?"),
+            s["availability_zone"].as_str().unwrap_or("?"),
+            show(&s["free"]),
+            show(&s["held"]),
+            show(&s["assigned"]),
+            show(&s["warm"]),
+            state.join(", ")
+        )?;
+    }
+    for x in subnets["excluded"].as_array().into_iter().flatten() {
+        writeln!(
+            out,
+            "{:<26} excluded: {}",
+            x["id"].as_str().unwrap_or("?"),
+            x["reason"].as_str().unwrap_or("?")
         )?;
     }
     Ok(())
