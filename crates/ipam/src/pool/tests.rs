@@ -289,8 +289,9 @@ fn decreases_are_rate_limited_and_young_enis_stay() {
 
 #[test]
 fn an_eni_whose_subnet_rests_is_not_grown_a_new_eni_is_made_instead() {
+    // One pod ENI holding 5 of its 9 slots.
     let t = Targets {
-        warm_ip: 12,
+        warm_ip: 5,
         ..Targets::default()
     };
     let mut s = sim(M5_LARGE_CN, t, 0);
@@ -300,7 +301,7 @@ fn an_eni_whose_subnet_rests_is_not_grown_a_new_eni_is_made_instead() {
         .iter()
         .find(|e| !e.excluded && e.blocks.len() < s.settings.slots_per_eni)
         .map(|e| e.id.clone())
-        .expect("an ENI with room after settling on WARM_IP_TARGET=12");
+        .expect("an ENI with room after settling on WARM_IP_TARGET=5");
     s.ds.assign(&pod(0), PodMetadata::default(), s.now).unwrap();
     state = s.state();
     assert!(
