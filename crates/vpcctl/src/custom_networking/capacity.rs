@@ -198,28 +198,29 @@ pub fn describe_settings(s: &IpamdSettings) -> String {
 }
 
 /// The capacity view, as `plan` and `expand` print it.
-pub struct View<'a> {
-    pub settings: &'a str,
-    pub source: &'a str,
-    pub per_node: &'a [PerNode],
-    pub zones: &'a [ZoneCapacity],
+pub struct Report {
+    /// The settings the figures assume ([`describe_settings`]) and where they come from.
+    pub settings: String,
+    pub source: String,
+    pub per_node: Vec<PerNode>,
+    pub zones: Vec<ZoneCapacity>,
 }
 
-impl fmt::Display for View<'_> {
+impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "capacity ({}, from {}; each node group spread evenly over the zones, rounded up):",
             self.settings, self.source
         )?;
-        for n in self.per_node {
+        for n in &self.per_node {
             writeln!(
                 f,
                 "  one {:<14} max pods {:>3}: {:>4} addresses idle, {:>4} with every pod slot used",
                 n.instance_type, n.max_pods, n.idle, n.full
             )?;
         }
-        for z in self.zones {
+        for z in &self.zones {
             let nodes: Vec<String> = z.nodes.iter().map(|(t, n)| format!("{n} x {t}")).collect();
             let verdict = match (z.fits_idle(), z.fits_full()) {
                 (_, true) => "fits",

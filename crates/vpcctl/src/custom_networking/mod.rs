@@ -510,15 +510,7 @@ fn capacity_view(
     args: &CapacityArgs,
     obs: &Observed,
     free: &BTreeMap<String, u64>,
-) -> Result<
-    Option<(
-        String,
-        String,
-        Vec<capacity::PerNode>,
-        Vec<capacity::ZoneCapacity>,
-    )>,
-    CliError,
-> {
+) -> Result<Option<capacity::Report>, CliError> {
     let Some(nodes) = &args.nodes else {
         if !args.env.is_empty() {
             return Err(CliError::Input(
@@ -547,37 +539,20 @@ fn capacity_view(
         .map_err(|e| CliError::Input(format!("capacity settings: {e}")))?;
     let per_node = capacity::per_node(&settings, &groups).map_err(CliError::Input)?;
     let zones = capacity::zones(&per_node, &groups, free);
-    Ok(Some((
-        capacity::describe_settings(&settings),
+    Ok(Some(capacity::Report {
+        settings: capacity::describe_settings(&settings),
         source,
         per_node,
         zones,
-    )))
+    }))
 }
 
-fn print_capacity(
-    out: &mut impl Write,
-    view: Option<(
-        String,
-        String,
-        Vec<capacity::PerNode>,
-        Vec<capacity::ZoneCapacity>,
-    )>,
-) -> Result<(), CliError> {
-    let Some((settings, source, per_node, zones)) = view else {
+fn print_capacity(out: &mut impl Write, report: Option<capacity::Report>) -> Result<(), CliError> {
+    let Some(report) = report else {
         return Ok(());
     };
-    write!(
-        out,
-        "{}",
-        capacity::View {
-            settings: &settings,
-            source: &source,
-            per_node: &per_node,
-            zones: &zones,
-        }
-    )?;
-    for w in capacity::warnings(&zones) {
+    write!(out, "{report}")?;
+    for w in capacity::warnings(&report.zones) {
         writeln!(out, "warning: {w}")?;
     }
     Ok(())
