@@ -158,7 +158,8 @@ async fn subnets(State(node): State<Arc<Node>>) -> Json<Value> {
     };
     let views = st.ds.eni_views(now);
     let mut ids: Vec<String> = candidates.clone();
-    for e in st.ds.enis() {
+    // Where pods have addresses: not the primary under custom networking.
+    for e in st.ds.enis().filter(|e| !e.excluded) {
         if !ids.contains(&e.subnet_id) {
             ids.push(e.subnet_id.clone());
         }

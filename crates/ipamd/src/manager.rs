@@ -746,7 +746,7 @@ impl<C: Ec2 + 'static> Manager<C> {
                 subnets: self.node_subnets(),
                 security_groups: id.security_groups.clone(),
             };
-            self.node.lock().target = Some(target);
+            self.set_ready(target);
             return;
         }
         let objects = self.node.objects.borrow().clone();
@@ -835,11 +835,26 @@ impl<C: Ec2 + 'static> Manager<C> {
             (true, SgFallback::VpcDefault) => Vec::new(),
             (true, SgFallback::PrimaryEni) => id.security_groups.clone(),
         };
-        self.node.lock().target = Some(Target::Ready {
+        self.set_ready(Target::Ready {
             eniconfig: Some(selection.name.clone()),
             subnets: spec.all_subnets(),
             security_groups: groups,
         });
+    }
+
+    fn set_ready(&self, target: Target) {
+        let previous = {
+            let mut st = self.node.lock();
+            let previous = match &st.target {
+                Some(Target::Ready { subnets, .. }) => Some(subnets.clone()),
+                _ => None,
+            };
+            st.target = Some(target.clone());
+            previous
+        };
+        if let Target::Ready { subnets, .. } = &target {
+            self.publish_candidates(previous.as_deref(), subnets);
+        }
     }
 
     /// `event` names the situation for the Node's Events (`ENIConfigNotFound`, …); it is raised

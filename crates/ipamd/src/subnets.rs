@@ -121,6 +121,25 @@ impl<C: Ec2 + 'static> Manager<C> {
         }
     }
 
+    /// Publishes where new ENIs may go (`awscni_subnet_candidate`) when that changes.
+    pub(crate) fn publish_candidates(&self, previous: Option<&[String]>, subnets: &[String]) {
+        if previous == Some(subnets) {
+            return;
+        }
+        let m = &self.node.metrics.subnet_candidate;
+        m.reset();
+        for s in subnets {
+            let source = if self.node.custom_networking() {
+                "eniconfig"
+            } else if *s == self.node.identity.subnet_id {
+                "node"
+            } else {
+                "discovered"
+            };
+            m.with_label_values(&[s, source]).set(1);
+        }
+    }
+
     fn discovering(&self) -> bool {
         !self.node.custom_networking() && self.node.cli.settings.enable_subnet_discovery
     }
@@ -208,19 +227,6 @@ impl<C: Ec2 + 'static> Manager<C> {
             st.subnets.said = Some(summary);
             changed
         };
-        self.node.metrics.subnet_candidate.reset();
-        for s in &eligible {
-            let source = if *s == id.subnet_id {
-                "node"
-            } else {
-                "discovered"
-            };
-            self.node
-                .metrics
-                .subnet_candidate
-                .with_label_values(&[s, source])
-                .set(1);
-        }
         if !changed {
             return;
         }
@@ -376,6 +382,12 @@ impl<C: Ec2 + 'static> Manager<C> {
         slots: usize,
     ) -> Round {
         self.refresh_subnets(subnets).await;
+        // Discovery may just have found (or lost) candidates.
+        let subnets = &if self.discovering() {
+            self.node_subnets()
+        } else {
+            subnets.to_vec()
+        };
         let now = Time::now();
         // Expired back-offs end here (said once, metric reset).
         let full: BTreeSet<String> = subnets
