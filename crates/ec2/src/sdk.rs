@@ -292,6 +292,37 @@ impl SdkEc2 {
     }
 }
 
+impl SdkEc2 {
+    /// Every subnet the filters match, all pages.
+    pub(crate) async fn describe_subnets(
+        &self,
+        filters: Vec<Filter>,
+    ) -> Result<Vec<Subnet>, Ec2Error> {
+        let action = "DescribeSubnets";
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .call(
+                    action,
+                    self.client
+                        .describe_subnets()
+                        .set_filters(Some(filters.clone()))
+                        .set_next_token(token)
+                        .send(),
+                )
+                .await?;
+            for s in page.subnets() {
+                out.push(convert_subnet(action, s)?);
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
 pub(crate) fn convert_subnet(
     action: &'static str,
     s: &aws_sdk_ec2::types::Subnet,
@@ -343,7 +374,6 @@ impl Ec2 for SdkEc2 {
     }
 
     async fn subnets(&self, query: &SubnetQuery) -> Result<Vec<Subnet>, Ec2Error> {
-        let action = "DescribeSubnets";
         // Filters, not ids: an id that does not exist is absent instead of failing the call.
         let filters = match query {
             SubnetQuery::Ids(ids) if ids.is_empty() => return Ok(Vec::new()),
@@ -359,27 +389,7 @@ impl Ec2 for SdkEc2 {
                 filter("availability-zone", &[availability_zone]),
             ],
         };
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .call(
-                    action,
-                    self.client
-                        .describe_subnets()
-                        .set_filters(Some(filters.clone()))
-                        .set_next_token(token)
-                        .send(),
-                )
-                .await?;
-            for s in page.subnets() {
-                out.push(convert_subnet(action, s)?);
-            }
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+        self.describe_subnets(filters).await
     }
 
     async fn security_groups(&self, ids: &[String]) -> Result<Vec<SecurityGroup>, Ec2Error> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use ec2::{Ec2, InstanceIdentity, Metadata, SdkEc2};
 use instance_limits::{LimitsTable, MaxPodsError, MaxPodsOptions, max_pods};
 use ipam::checkpoint::{self, Loaded};
-use ipam::{Datastore, PoolSettings, Time};
+use ipam::{Datastore, Time};
 use netlink::Netlink;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -137,12 +137,7 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
             .await
             .map_err(startup("instance type limits"))?,
     };
-    let options = MaxPodsOptions {
-        custom_networking: settings.custom_network_cfg,
-        prefix_delegation: settings.enable_prefix_delegation,
-        max_eni: settings.max_eni,
-        show_max_allowed: false,
-    };
+    let options = settings.max_pods_options();
     let pods = match max_pods(&limits, &options) {
         Ok(m) => m,
         Err(MaxPodsError::UnknownVcpus { .. }) => {
@@ -161,19 +156,12 @@ pub async fn run(cli: Cli) -> Result<(), AppError> {
         }
         Err(e) => return Err(AppError::Settings(e.to_string())),
     };
-    let slots = usize::try_from(limits.ipv4_per_eni.saturating_sub(1)).unwrap_or(0);
-    let pool = PoolSettings {
-        warm_eni_target: settings.warm_eni_target as usize,
-        warm_ip_target: settings.warm_ip_target as usize,
-        minimum_ip_target: settings.minimum_ip_target as usize,
-        warm_prefix_target: settings.warm_prefix_target as usize,
-        prefix_delegation: settings.enable_prefix_delegation,
-        slots_per_eni: slots,
-        max_enis: pods.enis as usize,
-        max_pods: pods.max_pods as usize,
-        eni_min_age: Duration::from_secs(cli.options.eni_min_age),
-        decrease_interval: Duration::from_secs(cli.options.decrease_interval),
-    };
+    let pool = settings.pool(
+        &limits,
+        &pods,
+        Duration::from_secs(cli.options.eni_min_age),
+        Duration::from_secs(cli.options.decrease_interval),
+    );
     metrics.eni_max.set(i64::from(pods.enis));
     metrics.ip_max.set(i64::from(pods.max_pods));
     info!(

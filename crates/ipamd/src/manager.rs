@@ -20,7 +20,6 @@ use netlink::Netlink;
 use tracing::{error, info, warn};
 
 use crate::datapath::eni::{EniRouting, wait_for_link};
-use crate::facts::{group_facts, subnet_facts};
 use crate::node::{EniFacts, Node, NodeState, Target};
 
 pub const INSTANCE_TAG: &str = "node.k8s.amazonaws.com/instance_id";
@@ -885,7 +884,7 @@ impl<C: Ec2 + 'static> Manager<C> {
             .subnets(&SubnetQuery::Ids(spec.all_subnets()))
             .await?
             .into_iter()
-            .map(subnet_facts)
+            .map(eniconfig::SubnetFacts::from)
             .collect();
         self.remember_subnets(&subnets);
         let groups = self.ec2.security_groups(spec.groups()).await?;
@@ -900,7 +899,7 @@ impl<C: Ec2 + 'static> Manager<C> {
             primary_block,
             vpc_cidrs,
         };
-        let groups: Vec<GroupFacts> = groups.into_iter().map(group_facts).collect();
+        let groups: Vec<GroupFacts> = groups.into_iter().map(GroupFacts::from).collect();
         Ok(validate(name, spec, &facts, &subnets, &groups))
     }
 

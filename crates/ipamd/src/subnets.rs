@@ -30,7 +30,6 @@ use eniconfig::subnets::{DiscoveryScope, Exclusion, choose, discover};
 use ipam::{PoolAction, Time};
 use tracing::{info, warn};
 
-use crate::facts::subnet_facts;
 use crate::manager::{Manager, Round, jittered};
 use crate::node::{Node, NodeState};
 
@@ -177,7 +176,8 @@ impl<C: Ec2 + 'static> Manager<C> {
             };
             match self.ec2.subnets(&query).await {
                 Ok(found) => {
-                    let facts: Vec<SubnetFacts> = found.into_iter().map(subnet_facts).collect();
+                    let facts: Vec<SubnetFacts> =
+                        found.into_iter().map(SubnetFacts::from).collect();
                     self.remember_subnets(&facts);
                     self.discovered(&facts);
                 }
@@ -186,7 +186,8 @@ impl<C: Ec2 + 'static> Manager<C> {
         } else if self.node.custom_networking() {
             match self.ec2.subnets(&SubnetQuery::Ids(subnets.to_vec())).await {
                 Ok(found) => {
-                    let facts: Vec<SubnetFacts> = found.into_iter().map(subnet_facts).collect();
+                    let facts: Vec<SubnetFacts> =
+                        found.into_iter().map(SubnetFacts::from).collect();
                     self.remember_subnets(&facts);
                 }
                 Err(e) => warn!(error = %e, "re-reading the ENIConfig's subnets"),

@@ -404,6 +404,39 @@ impl IpamdSettings {
         )
     }
 
+    /// What max pods depends on, as these settings give it.
+    pub fn max_pods_options(&self) -> instance_limits::MaxPodsOptions {
+        instance_limits::MaxPodsOptions {
+            custom_networking: self.custom_network_cfg,
+            prefix_delegation: self.enable_prefix_delegation,
+            max_eni: self.max_eni,
+            show_max_allowed: false,
+        }
+    }
+
+    /// The warm-pool settings of a node with these limits and max pods (`ipam.md`): what
+    /// ipamd runs, and what capacity planning simulates.
+    pub fn pool(
+        &self,
+        limits: &instance_limits::InstanceLimits,
+        pods: &instance_limits::MaxPods,
+        eni_min_age: std::time::Duration,
+        decrease_interval: std::time::Duration,
+    ) -> ipam::PoolSettings {
+        ipam::PoolSettings {
+            warm_eni_target: self.warm_eni_target as usize,
+            warm_ip_target: self.warm_ip_target as usize,
+            minimum_ip_target: self.minimum_ip_target as usize,
+            warm_prefix_target: self.warm_prefix_target as usize,
+            prefix_delegation: self.enable_prefix_delegation,
+            slots_per_eni: usize::try_from(limits.ipv4_per_eni.saturating_sub(1)).unwrap_or(0),
+            max_enis: pods.enis as usize,
+            max_pods: pods.max_pods as usize,
+            eni_min_age,
+            decrease_interval,
+        }
+    }
+
     pub fn ip_cooldown(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.ip_cooldown_period)
     }

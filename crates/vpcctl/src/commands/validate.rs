@@ -119,12 +119,7 @@ fn node_rows(
 fn daemonset_options(env: &BTreeMap<String, String>) -> Result<MaxPodsOptions, CliError> {
     let s = IpamdSettings::from_lookup(|k| env.get(k).cloned())
         .map_err(|e| CliError::Input(format!("the aws-node DaemonSet's environment: {e}")))?;
-    Ok(MaxPodsOptions {
-        custom_networking: s.custom_network_cfg,
-        prefix_delegation: s.enable_prefix_delegation,
-        max_eni: s.max_eni,
-        show_max_allowed: false,
-    })
+    Ok(s.max_pods_options())
 }
 
 pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
@@ -162,14 +157,7 @@ pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
                 .await
                 .map_err(ec2_err)?
                 .into_iter()
-                .map(|s| SubnetFacts {
-                    id: s.id,
-                    vpc_id: s.vpc_id,
-                    availability_zone: s.availability_zone,
-                    cidr: s.cidr,
-                    available_addresses: s.available_addresses,
-                    tags: s.tags,
-                })
+                .map(SubnetFacts::from)
                 .collect();
             let subnet = subnets.iter().find(|s| s.id == spec.subnet);
             let groups = ec2.security_groups(spec.groups()).await.map_err(ec2_err)?;
@@ -183,13 +171,7 @@ pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
                 primary_block: node_cidr,
                 vpc_cidrs: vpc.cidrs.clone(),
             };
-            let group_facts: Vec<GroupFacts> = groups
-                .iter()
-                .map(|g| GroupFacts {
-                    id: g.id.clone(),
-                    vpc_id: g.vpc_id.clone(),
-                })
-                .collect();
+            let group_facts: Vec<GroupFacts> = groups.into_iter().map(GroupFacts::from).collect();
             let validation = eniconfig::validate(name, spec, &facts, &subnets, &group_facts);
             let listed = spec.all_subnets();
             rows.push(Row {

@@ -67,23 +67,15 @@ fn pool_for(settings: &IpamdSettings, instance_type: &str) -> Result<(PoolSettin
         .map_err(|e| e.to_string())?;
     let options = MaxPodsOptions {
         custom_networking: true,
-        prefix_delegation: settings.enable_prefix_delegation,
-        max_eni: settings.max_eni,
-        show_max_allowed: false,
+        ..settings.max_pods_options()
     };
     let pods = max_pods(limits, &options).map_err(|e| e.to_string())?;
-    let pool = PoolSettings {
-        warm_eni_target: settings.warm_eni_target as usize,
-        warm_ip_target: settings.warm_ip_target as usize,
-        minimum_ip_target: settings.minimum_ip_target as usize,
-        warm_prefix_target: settings.warm_prefix_target as usize,
-        prefix_delegation: settings.enable_prefix_delegation,
-        slots_per_eni: limits.ipv4_per_eni.saturating_sub(1) as usize,
-        max_enis: pods.enis as usize,
-        max_pods: pods.max_pods as usize,
-        eni_min_age: Duration::from_secs(60),
-        decrease_interval: Duration::from_secs(30),
-    };
+    let pool = settings.pool(
+        limits,
+        &pods,
+        Duration::from_secs(60),
+        Duration::from_secs(30),
+    );
     Ok((pool, pods.max_pods))
 }
 

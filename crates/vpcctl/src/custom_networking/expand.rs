@@ -40,15 +40,7 @@ fn eniconfig_zones(obs: &Observed) -> (BTreeMap<String, Vec<String>>, Vec<String
 }
 
 pub fn expand(req: &ExpandRequest, obs: &Observed) -> Result<Plan, Refusal> {
-    let mut plan = Plan {
-        changes: Vec::new(),
-        notes: Vec::new(),
-        warnings: Vec::new(),
-        subnets: Vec::new(),
-        manual: Vec::new(),
-        max_pods: Vec::new(),
-        nodes_to_replace: None,
-    };
+    let mut plan = Plan::new(None);
     let (mut by_zone, unknown) = eniconfig_zones(obs);
     for name in unknown {
         plan.warnings.push(format!(

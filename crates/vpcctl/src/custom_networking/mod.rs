@@ -55,26 +55,34 @@ struct CapacityArgs {
     env: Vec<String>,
 }
 
+/// The block, the zones and the ENIConfigs' place: shared by `plan`, `apply` and `expand`.
 #[derive(clap::Args)]
-struct ExpandArgs {
+struct BlockArgs {
     /// The cluster's VPC.
     #[arg(long)]
     vpc_id: String,
-    /// The block to add, e.g. 100.65.0.0/16.
+    /// The block pods get addresses from, e.g. 100.64.0.0/16 (`expand`: the block to add).
     #[arg(long)]
     cidr: Ipv4Net,
-    /// Zones to add a subnet in (default: every zone an ENIConfig serves).
+    /// Zones to make a pod subnet in (default: plan/apply those of the VPC's subnets, expand
+    /// those the ENIConfigs serve).
     #[arg(long, value_delimiter = ',')]
     azs: Option<Vec<String>>,
-    /// Size of each zone's new subnet (default: the largest that fits every zone).
+    /// Size of each zone's subnet (default: the largest that fits every zone).
     #[arg(long)]
     subnet_prefix: Option<u8>,
-    /// The ENIConfig manifests to extend (one `<zone>.yaml` each).
+    /// The ENIConfig manifests (one `<zone>.yaml` each).
     #[arg(long)]
     eniconfig_dir: Option<PathBuf>,
-    /// The cluster whose ENIConfigs to extend.
+    /// The cluster (ENIConfigs and the aws-node DaemonSet through the API server).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ExpandArgs {
+    #[command(flatten)]
+    block: BlockArgs,
     /// Make the changes (without it: print them and change nothing).
     #[arg(long)]
     apply: bool,
@@ -84,30 +92,14 @@ struct ExpandArgs {
 
 #[derive(clap::Args)]
 struct SetupArgs {
-    /// The cluster's VPC.
-    #[arg(long)]
-    vpc_id: String,
-    /// The secondary block pods get their addresses from, e.g. 100.64.0.0/16.
-    #[arg(long)]
-    cidr: Ipv4Net,
-    /// Zones to make a pod subnet in (default: those of the VPC's subnets).
-    #[arg(long, value_delimiter = ',')]
-    azs: Option<Vec<String>>,
-    /// Size of each zone's subnet (default: the largest that fits every zone).
-    #[arg(long)]
-    subnet_prefix: Option<u8>,
+    #[command(flatten)]
+    block: BlockArgs,
     /// The pods' security group (must be in the VPC).
     #[arg(long, conflicts_with = "create_security_group")]
     security_group: Option<String>,
     /// Create (or reuse) a pods' group admitting all traffic from the nodes and the pods.
     #[arg(long)]
     create_security_group: bool,
-    /// Where the ENIConfig manifests go (one `<zone>.yaml` each).
-    #[arg(long)]
-    eniconfig_dir: Option<PathBuf>,
-    /// The cluster (ENIConfigs and the aws-node DaemonSet through the API server).
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
     /// Node group instance types to give the kubelet --max-pods for.
     #[arg(long, value_delimiter = ',')]
     instance_types: Vec<String>,
@@ -115,20 +107,33 @@ struct SetupArgs {
     capacity: CapacityArgs,
 }
 
-impl SetupArgs {
-    fn request(&self) -> Request {
+impl BlockArgs {
+    fn request(&self, security_group: GroupChoice, instance_types: Vec<String>) -> Request {
         Request {
             vpc_id: self.vpc_id.clone(),
             cidr: self.cidr,
             azs: self.azs.clone(),
             subnet_prefix: self.subnet_prefix,
-            security_group: match (&self.security_group, self.create_security_group) {
-                (Some(g), _) => GroupChoice::Given(g.clone()),
-                (None, true) => GroupChoice::Create,
-                (None, false) => GroupChoice::None,
-            },
-            instance_types: self.instance_types.clone(),
+            security_group,
+            instance_types,
         }
+    }
+
+    async fn store(&self) -> Result<Option<Store>, CliError> {
+        Store::open(self.eniconfig_dir.as_deref(), self.kubeconfig.as_deref())
+            .await
+            .map_err(|e| CliError::Failed(e.to_string()))
+    }
+}
+
+impl SetupArgs {
+    fn request(&self) -> Request {
+        let group = match (&self.security_group, self.create_security_group) {
+            (Some(g), _) => GroupChoice::Given(g.clone()),
+            (None, true) => GroupChoice::Create,
+            (None, false) => GroupChoice::None,
+        };
+        self.block.request(group, self.instance_types.clone())
     }
 }
 
@@ -460,7 +465,7 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<(), CliError> {
         Action::Apply(a) => (a, true),
         Action::Expand(a) => return run_expand(a, out),
     };
-    if applying && setup.eniconfig_dir.is_none() && setup.kubeconfig.is_none() {
+    if applying && setup.block.eniconfig_dir.is_none() && setup.block.kubeconfig.is_none() {
         return Err(CliError::Input(
             "apply needs --eniconfig-dir (where the ENIConfig manifests go) or --kubeconfig (the cluster)".to_string(),
         ));
@@ -471,9 +476,7 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::Failed(format!("tokio runtime: {e}")))?;
     runtime.block_on(async {
-        let sink = Store::open(setup.eniconfig_dir.as_deref(), setup.kubeconfig.as_deref())
-            .await
-            .map_err(|e| CliError::Failed(e.to_string()))?;
+        let sink = setup.block.store().await?;
         let ec2 = SdkEc2::new(&SdkOptions::default(), Arc::new(Ec2Metrics::unregistered())).await;
         let obs = observe(&ec2, sink.as_ref(), &req).await?;
         let p = plan::plan(&req, &obs).map_err(|e| CliError::Failed(format!("refused: {e}")))?;
@@ -558,7 +561,8 @@ fn print_capacity(out: &mut impl Write, report: Option<capacity::Report>) -> Res
     Ok(())
 }
 
-fn run_expand(args: &ExpandArgs, out: &mut impl Write) -> Result<(), CliError> {
+fn run_expand(expand_args: &ExpandArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let args = &expand_args.block;
     if args.eniconfig_dir.is_none() && args.kubeconfig.is_none() {
         return Err(CliError::Input(
             "expand needs the ENIConfigs it extends: --eniconfig-dir or --kubeconfig".to_string(),
@@ -569,34 +573,27 @@ fn run_expand(args: &ExpandArgs, out: &mut impl Write) -> Result<(), CliError> {
         azs: args.azs.clone(),
         subnet_prefix: args.subnet_prefix,
     };
-    let setup = Request {
-        vpc_id: args.vpc_id.clone(),
-        cidr: args.cidr,
-        azs: args.azs.clone(),
-        subnet_prefix: args.subnet_prefix,
-        security_group: GroupChoice::None,
-        instance_types: Vec::new(),
-    };
+    let setup = args.request(GroupChoice::None, Vec::new());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::Failed(format!("tokio runtime: {e}")))?;
     runtime.block_on(async {
-        let sink = Store::open(args.eniconfig_dir.as_deref(), args.kubeconfig.as_deref())
-            .await
-            .map_err(|e| CliError::Failed(e.to_string()))?
+        let sink = args
+            .store()
+            .await?
             .ok_or_else(|| CliError::Input("no ENIConfig destination".to_string()))?;
         let ec2 = SdkEc2::new(&SdkOptions::default(), Arc::new(Ec2Metrics::unregistered())).await;
         let obs = observe(&ec2, Some(&sink), &setup).await?;
         let p =
             expand::expand(&req, &obs).map_err(|e| CliError::Failed(format!("refused: {e}")))?;
         let free = expand_free(&obs, &p);
-        let view = capacity_view(&args.capacity, &obs, &free)?;
+        let view = capacity_view(&expand_args.capacity, &obs, &free)?;
         let header = format!(
             "expand pod space of {} ({}) with {}:",
             args.vpc_id, obs.vpc.primary_cidr, args.cidr
         );
-        if args.apply {
+        if expand_args.apply {
             apply(&ec2, &sink, &header, &args.vpc_id, &p, out).await?;
         } else {
             print_plan(out, &header, &p)?;

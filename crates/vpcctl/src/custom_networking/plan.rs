@@ -186,6 +186,21 @@ pub struct Plan {
     pub nodes_to_replace: Option<Vec<NodeToReplace>>,
 }
 
+impl Plan {
+    /// Nothing yet; `nodes_to_replace` None: the question does not arise for this plan.
+    pub fn new(nodes_to_replace: Option<Vec<NodeToReplace>>) -> Plan {
+        Plan {
+            changes: Vec::new(),
+            notes: Vec::new(),
+            warnings: Vec::new(),
+            subnets: Vec::new(),
+            manual: Vec::new(),
+            max_pods: Vec::new(),
+            nodes_to_replace,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     #[error("VPC {0} does not exist")]
@@ -672,13 +687,8 @@ pub(crate) fn zone_subnets(
 
 pub fn plan(req: &Request, obs: &Observed) -> Result<Plan, Refusal> {
     let mut plan = Plan {
-        changes: Vec::new(),
-        notes: Vec::new(),
-        warnings: Vec::new(),
-        subnets: Vec::new(),
-        manual: Vec::new(),
         max_pods: plan_max_pods(req)?,
-        nodes_to_replace: Some(Vec::new()),
+        ..Plan::new(Some(Vec::new()))
     };
     let cidr = req.cidr;
     associate(cidr, obs, &mut plan)?;
