@@ -11,7 +11,7 @@ use crate::error::{CniError, Code};
 
 pub const SUPPORTED_VERSIONS: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 pub const DEFAULT_LOG_FILE: &str = "/var/log/aws-routed-eni/plugin.log";
-pub const DEFAULT_MTU: u32 = 9001;
+pub use node_contract::DEFAULT_MTU;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetConf {
@@ -99,26 +99,19 @@ impl NetConf {
                 .parse()
                 .map_err(|_| invalid(format!("mtu {t:?} is not a number")))?,
         };
-        if !(576..=9001).contains(&mtu) {
-            return Err(invalid(format!("mtu {mtu} is outside 576-9001")));
-        }
-        let veth_prefix = raw.veth_prefix.unwrap_or_else(|| "eni".to_string());
-        if veth_prefix.is_empty()
-            || veth_prefix.len() > 4
-            || ["eth", "lo", "vlan"].contains(&veth_prefix.as_str())
-        {
+        let range = node_contract::MTU_RANGE;
+        if !range.contains(&mtu) {
             return Err(invalid(format!(
-                "vethPrefix {veth_prefix:?} must be 1-4 characters and not eth, lo or vlan"
+                "mtu {mtu} is outside {}-{}",
+                range.start(),
+                range.end()
             )));
         }
-        if !veth_prefix
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(invalid(format!(
-                "vethPrefix {veth_prefix:?} may hold letters, digits, - and _ only"
-            )));
-        }
+        let veth_prefix = raw
+            .veth_prefix
+            .unwrap_or_else(|| node_contract::DEFAULT_VETH_PREFIX.to_string());
+        node_contract::check_veth_prefix(&veth_prefix)
+            .map_err(|why| invalid(format!("vethPrefix {veth_prefix:?}: {why}")))?;
         Ok(NetConf {
             cni_version: version,
             name: raw.name,
@@ -128,7 +121,7 @@ impl NetConf {
             log_level: raw.log_level.unwrap_or_else(|| "DEBUG".to_string()),
             ipamd_address: raw
                 .ipamd_address
-                .unwrap_or_else(|| format!("unix://{}", rpc::DEFAULT_SOCKET)),
+                .unwrap_or_else(|| node_contract::GRPC_ADDRESS.to_string()),
             prev_result: raw.prev_result,
             valid_attachments: raw
                 .valid_attachments

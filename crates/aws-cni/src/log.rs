@@ -1,9 +1,8 @@
 //! The plugin's log: JSON lines appended to `pluginLogFile`, never stdout (stdout is the
 //! runtime's channel for results).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Mutex;
 
 pub struct Log {
@@ -13,15 +12,7 @@ pub struct Log {
 
 impl Log {
     pub fn open(path: &str, level: &str) -> Log {
-        if let Some(dir) = std::path::Path::new(path).parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        // The log names pods and their addresses: readable by root only.
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
+        let file = files::open_private_log(std::path::Path::new(path))
             .ok()
             .map(Mutex::new);
         Log {

@@ -13,8 +13,9 @@ use sha1::{Digest, Sha1};
 use crate::error::{CniError, Code};
 use crate::result::GATEWAY;
 
-pub const TO_POD_PRIORITY: u32 = 512;
-pub const FROM_POD_PRIORITY: u32 = 1536;
+pub use node_contract::{
+    FROM_ENI_RULE_PRIORITY as FROM_POD_PRIORITY, TO_POD_RULE_PRIORITY as TO_POD_PRIORITY,
+};
 
 /// `<prefix>` + the first 11 hex characters of SHA-1 of `"<namespace>.<name>"` (or of the
 /// container id when the runtime sends no pod name).

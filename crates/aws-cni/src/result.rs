@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
 
-pub const GATEWAY: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
+pub use node_contract::POD_GATEWAY as GATEWAY;
 
 pub struct AddResult<'a> {
     pub host_if: &'a str,

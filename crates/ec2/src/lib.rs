@@ -4,6 +4,7 @@
 //! them ([`Ec2Error`]).
 
 mod error;
+mod facts;
 mod imds;
 mod metrics;
 mod sdk;

@@ -46,29 +46,6 @@ pub struct Subnet {
     pub tags: BTreeMap<String, String>,
 }
 
-/// EC2's answer as the fact ENIConfig validation, status and subnet choice work from.
-impl From<Subnet> for eniconfig::SubnetFacts {
-    fn from(s: Subnet) -> Self {
-        eniconfig::SubnetFacts {
-            id: s.id,
-            vpc_id: s.vpc_id,
-            availability_zone: s.availability_zone,
-            cidr: s.cidr,
-            available_addresses: s.available_addresses,
-            tags: s.tags,
-        }
-    }
-}
-
-impl From<SecurityGroup> for eniconfig::GroupFacts {
-    fn from(g: SecurityGroup) -> Self {
-        eniconfig::GroupFacts {
-            id: g.id,
-            vpc_id: g.vpc_id,
-        }
-    }
-}
-
 /// Which subnets a DescribeSubnets asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubnetQuery {

@@ -1,8 +1,8 @@
 //! The checkpoint file, in the existing implementation's format so a node can switch
 //! implementations without losing running pods, and the atomic write that keeps it whole.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -195,7 +195,7 @@ pub fn load(path: &Path, now: Time) -> Result<Loaded, CheckpointError> {
             moved_to.push(format!(".corrupt-{}", now.unix_nanos()));
             let moved_to = PathBuf::from(moved_to);
             fs::rename(path, &moved_to).map_err(io_err)?;
-            sync_parent(path).map_err(io_err)?;
+            files::sync_parent(path).map_err(io_err)?;
             Ok(Loaded::Quarantined { moved_to, error })
         }
     }
@@ -206,54 +206,10 @@ pub const MODE: u32 = 0o600;
 
 /// Writes the checkpoint so that a crash leaves either the old or the new file, never a torn one.
 pub fn store(path: &Path, checkpoint: &Checkpoint) -> Result<(), CheckpointError> {
-    write_atomic_mode(path, &checkpoint.to_json(), MODE).map_err(|source| CheckpointError::Io {
+    files::write_atomic(path, &checkpoint.to_json(), MODE).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
         source,
     })
-}
-
-/// Temporary file beside the target, fsync, rename over the target, fsync of the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_atomic_mode(path, bytes, 0o644)
-}
-
-/// [`write_atomic`] with the file created with `mode` (the target ends up with it too).
-pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let dir = parent(path);
-    fs::create_dir_all(dir)?;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)?;
-        // A leftover temporary file of an earlier crash keeps its old mode: set it.
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_parent(path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-fn sync_parent(path: &Path) -> io::Result<()> {
-    File::open(parent(path))?.sync_all()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use ipnet::Ipv4Net;
 use crate::Time;
 
 /// Route table of the main routing table (the primary ENI's).
-const MAIN_TABLE: u32 = 254;
+use node_contract::MAIN_TABLE;
 
 /// The route table for an ENI: main for the primary (device 0 on card 0), N+1 for device N on
 /// card 0, 10000 + N + 100·c on card c.

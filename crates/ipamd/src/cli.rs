@@ -58,7 +58,7 @@ pub struct Options {
         long,
         env = "IPAMD_GRPC_ADDRESS",
         value_name = "IPAMD_GRPC_ADDRESS",
-        default_value = "unix:///var/run/aws-node/ipamd.sock"
+        default_value = node_contract::GRPC_ADDRESS
     )]
     pub grpc_address: String,
 
@@ -76,7 +76,7 @@ pub struct Options {
         long,
         env = "METRICS_BIND_ADDRESS",
         value_name = "METRICS_BIND_ADDRESS",
-        default_value = "0.0.0.0:61678"
+        default_value = node_contract::METRICS_ADDRESS
     )]
     pub metrics_bind_address: SocketAddr,
 

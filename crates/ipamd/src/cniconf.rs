@@ -42,5 +42,5 @@ pub fn path(node: &Node) -> PathBuf {
 }
 
 pub fn write(node: &Node) -> std::io::Result<()> {
-    ipam::checkpoint::write_atomic(&path(node), render(node).as_bytes())
+    files::write_atomic(&path(node), render(node).as_bytes(), 0o644)
 }

@@ -1,4 +1,4 @@
-//! EC2's answers as the facts ENIConfig validation and status are computed from.
+//! The ENIConfig status writer's view of EC2 (the conversions are `ec2`'s `From` impls).
 
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ impl<C: Ec2 + 'static> cluster::Facts for Ec2Facts<C> {
         self.0
             .subnets(&ec2::SubnetQuery::Ids(ids.to_vec()))
             .await
-            .map(|s| s.into_iter().map(SubnetFacts::from).collect())
+            .map(|s| s.iter().map(SubnetFacts::from).collect())
             .map_err(|e| e.to_string())
     }
 
@@ -21,7 +21,7 @@ impl<C: Ec2 + 'static> cluster::Facts for Ec2Facts<C> {
         self.0
             .security_groups(ids)
             .await
-            .map(|g| g.into_iter().map(GroupFacts::from).collect())
+            .map(|g| g.iter().map(GroupFacts::from).collect())
             .map_err(|e| e.to_string())
     }
 }

@@ -7,19 +7,20 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
 use ipam::Time;
+use node_contract::introspection as contract;
 use serde_json::{Value, json};
 
 use crate::node::{Node, Target};
 
 pub fn router(node: Arc<Node>) -> Router {
     Router::new()
-        .route("/v1/enis", get(enis))
-        .route("/v1/eni-configs", get(eni_configs))
+        .route(contract::ENIS_PATH, get(enis))
+        .route(contract::ENI_CONFIGS_PATH, get(eni_configs))
         .route("/v1/ipamd-env-settings", get(env_settings))
         .route("/v1/networkutils-env-settings", get(networkutils_settings))
-        .route("/v1/pool", get(pool))
+        .route(contract::POOL_PATH, get(pool))
         .route("/v1/compat", get(compat))
-        .route("/v1/subnets", get(subnets))
+        .route(contract::SUBNETS_PATH, get(subnets))
         .with_state(node)
 }
 
@@ -32,7 +33,7 @@ pub fn metrics_router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
-async fn enis(State(node): State<Arc<Node>>) -> Json<Value> {
+async fn enis(State(node): State<Arc<Node>>) -> Json<contract::Enis> {
     let st = node.lock();
     let target = match &st.target {
         Some(Target::Ready {
@@ -42,7 +43,7 @@ async fn enis(State(node): State<Arc<Node>>) -> Json<Value> {
         }) => Some((subnets.clone(), security_groups.clone())),
         _ => None,
     };
-    let list: Vec<Value> = st
+    let enis = st
         .ds
         .enis()
         .map(|e| {
@@ -51,38 +52,46 @@ async fn enis(State(node): State<Arc<Node>>) -> Json<Value> {
                     !subnets.contains(&e.subnet_id)
                         || (!groups.is_empty() && &e.security_groups != groups)
                 });
-            let addresses: Vec<Value> = st
+            let addresses = st
                 .ds
                 .addresses(&e.id)
                 .into_iter()
                 .map(|(ip, holder)| {
                     let allocation = holder.and_then(|k| st.ds.allocation(k));
-                    json!({
-                        "address": ip.to_string(),
-                        "assigned": holder.is_some(),
-                        "key": holder,
-                        "pod": allocation.map(|a| format!("{}/{}", a.metadata.namespace, a.metadata.name)),
-                        "assigned_at_unix_ns": allocation.map(|a| a.assigned_at.unix_nanos()),
-                    })
+                    contract::Address {
+                        address: ip,
+                        assigned: holder.is_some(),
+                        key: holder.map(|k| contract::AllocationKey {
+                            network_name: k.network_name.clone(),
+                            container_id: k.container_id.clone(),
+                            if_name: k.if_name.clone(),
+                        }),
+                        pod: allocation
+                            .map(|a| format!("{}/{}", a.metadata.namespace, a.metadata.name)),
+                        assigned_at_unix_ns: allocation.map(|a| a.assigned_at.unix_nanos()),
+                    }
                 })
                 .collect();
-            json!({
-                "id": e.id,
-                "primary": e.primary,
-                "device_number": e.device_number,
-                "route_table": e.route_table(),
-                "subnet_id": e.subnet_id,
-                "subnet_cidr": e.subnet_cidr.to_string(),
-                "security_groups": e.security_groups,
-                "mac": e.mac,
-                "primary_ip": e.primary_ip.to_string(),
-                "excluded": e.excluded,
-                "stale": stale,
-                "addresses": addresses,
-            })
+            contract::Eni {
+                id: e.id.clone(),
+                primary: e.primary,
+                device_number: e.device_number,
+                route_table: e.route_table(),
+                subnet_id: e.subnet_id.clone(),
+                subnet_cidr: e.subnet_cidr.to_string(),
+                security_groups: e.security_groups.clone(),
+                mac: e.mac.clone(),
+                primary_ip: e.primary_ip,
+                excluded: e.excluded,
+                stale,
+                addresses,
+            }
         })
         .collect();
-    Json(json!({ "instance_id": node.identity.instance_id, "enis": list }))
+    Json(contract::Enis {
+        instance_id: node.identity.instance_id.clone(),
+        enis,
+    })
 }
 
 async fn eni_configs(State(node): State<Arc<Node>>) -> Json<Value> {
@@ -115,39 +124,49 @@ async fn networkutils_settings(State(node): State<Arc<Node>>) -> Json<Value> {
     }))
 }
 
-async fn pool(State(node): State<Arc<Node>>) -> Json<Value> {
+async fn pool(State(node): State<Arc<Node>>) -> Json<contract::Pool> {
     let st = node.lock();
     let now = Time::now();
     let state = node.pool_state(&st, now);
     let decision = ipam::decide(&node.pool, &state, now);
-    Json(json!({
-        "instance_type": node.identity.instance_type,
-        "max_pods": node.max_pods,
-        "stats": state.stats,
-        "available": state.stats.available(),
-        "attached_enis": state.attached_enis,
-        "targets": node.pool,
-        "next_action": decision,
-        "network_ready": st.network_ready,
-        "rounds": st.rounds,
-        "can_serve": st.can_serve(now).err().map_or(json!(true), |why| json!({"no": why})),
-        "subnet_full_backoff": st
+    let stats = state.stats;
+    Json(contract::Pool {
+        instance_type: node.identity.instance_type.clone(),
+        max_pods: node.max_pods,
+        stats: contract::PoolStats {
+            total: stats.total,
+            assigned: stats.assigned,
+            cooling_down: stats.cooling_down,
+            total_prefixes: stats.total_prefixes,
+            free_prefixes: stats.free_prefixes,
+        },
+        available: stats.available(),
+        attached_enis: state.attached_enis,
+        targets: json!(node.pool),
+        next_action: json!(decision),
+        network_ready: st.network_ready,
+        rounds: st.rounds,
+        can_serve: match st.can_serve(now) {
+            Ok(()) => contract::CanServe::Yes(true),
+            Err(no) => contract::CanServe::No { no },
+        },
+        subnet_full_backoff: st
             .subnet_backoff
             .iter()
             .filter(|(_, until)| now < **until)
             .map(|(subnet, until)| (subnet.clone(), until.since(now).as_secs()))
-            .collect::<std::collections::BTreeMap<_, _>>(),
-        "unrouted_enis": st.unrouted,
-        "datapath_problem": st.datapath_problem,
-        "last_ec2_error": st.last_ec2_error,
-        "kubelet_max_pods": st.max_pods_check,
-    }))
+            .collect(),
+        unrouted_enis: st.unrouted.iter().cloned().collect(),
+        datapath_problem: st.datapath_problem.clone(),
+        last_ec2_error: st.last_ec2_error.clone(),
+        kubelet_max_pods: json!(st.max_pods_check),
+    })
 }
 
 /// The subnets this node's pods use or may use: what EC2 last said (zone, free addresses), what
 /// the node holds there (addresses on its ENIs, assigned to pods, warm), and whether the subnet
 /// rests after a refusal; with subnet discovery also the subnets it leaves alone and why.
-async fn subnets(State(node): State<Arc<Node>>) -> Json<Value> {
+async fn subnets(State(node): State<Arc<Node>>) -> Json<contract::Subnets> {
     let st = node.lock();
     let now = Time::now();
     let (candidates, eniconfig) = match &st.target {
@@ -169,7 +188,7 @@ async fn subnets(State(node): State<Arc<Node>>) -> Json<Value> {
             .filter(|u| now < **u)
             .map(|u| u.since(now).as_secs())
     };
-    let rows: Vec<Value> = ids
+    let subnets = ids
         .iter()
         .map(|id| {
             let facts = st.subnets.facts.get(id);
@@ -189,29 +208,37 @@ async fn subnets(State(node): State<Arc<Node>>) -> Json<Value> {
                     .find(|e| &e.subnet_id == id)
                     .map(|e| e.subnet_cidr.to_string())
             });
-            json!({
-                "id": id,
-                "cidr": cidr,
-                "availability_zone": facts.map(|f| f.availability_zone.clone()),
-                "free": facts.map(|f| f.available_addresses),
-                "candidate": candidates.contains(id),
-                "enis": enis.len(),
-                "held": held,
-                "assigned": assigned,
-                "warm": held - assigned,
-                "full_backoff_s": until(&st.subnet_backoff, id),
-                "no_prefix_backoff_s": until(&st.subnets.no_prefix, id),
-            })
+            contract::SubnetUse {
+                id: id.clone(),
+                cidr,
+                availability_zone: facts.map(|f| f.availability_zone.clone()),
+                free: facts.map(|f| f.available_addresses),
+                candidate: candidates.contains(id),
+                enis: enis.len(),
+                held,
+                assigned,
+                warm: held - assigned,
+                full_backoff_s: until(&st.subnet_backoff, id),
+                no_prefix_backoff_s: until(&st.subnets.no_prefix, id),
+            }
         })
         .collect();
-    Json(json!({
-        "custom_networking": node.custom_networking(),
-        "eniconfig": eniconfig,
-        "subnet_discovery": !node.custom_networking() && node.cli.settings.enable_subnet_discovery,
-        "read_s_ago": st.subnets.read_at.map(|t| now.since(t).as_secs()),
-        "subnets": rows,
-        "excluded": st.subnets.excluded.iter().map(|(id, why)| json!({"id": id, "reason": why.to_string()})).collect::<Vec<_>>(),
-    }))
+    Json(contract::Subnets {
+        custom_networking: node.custom_networking(),
+        eniconfig,
+        subnet_discovery: !node.custom_networking() && node.cli.settings.enable_subnet_discovery,
+        read_s_ago: st.subnets.read_at.map(|t| now.since(t).as_secs()),
+        subnets,
+        excluded: st
+            .subnets
+            .excluded
+            .iter()
+            .map(|(id, why)| contract::ExcludedSubnet {
+                id: id.clone(),
+                reason: why.to_string(),
+            })
+            .collect(),
+    })
 }
 
 /// The start-up review of the environment against the existing implementation.

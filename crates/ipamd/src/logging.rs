@@ -1,7 +1,5 @@
 //! JSON log lines to stdout, stderr or a file, at `AWS_VPC_K8S_CNI_LOGLEVEL`.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Mutex;
 
 use ipamd_settings::{IpamdSettings, LogLevel};
@@ -38,15 +36,7 @@ pub fn init(settings: &IpamdSettings) -> Result<(), String> {
             .with(layer.with_writer(std::io::stderr).with_filter(filter))
             .try_init(),
         path => {
-            if let Some(dir) = std::path::Path::new(path).parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            // The log names pods and their addresses: readable by root only.
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(path)
+            let file = files::open_private_log(std::path::Path::new(path))
                 .map_err(|e| format!("AWS_VPC_K8S_CNI_LOG_FILE {path}: {e}"))?;
             tracing_subscriber::registry()
                 .with(layer.with_writer(Mutex::new(file)).with_filter(filter))

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ec2::{AddressRequest, CreateEni, Ec2, Ec2Error, ErrorClass, NetworkInterface, SubnetQuery};
-use eniconfig::{GroupFacts, NodeFacts, select, validate};
+use eniconfig::{GroupFacts, NodeFacts, SubnetFacts, select, validate};
 use ipam::{Eni, PoolAction, Time};
 use ipamd_settings::SgFallback;
 use ipnet::Ipv4Net;
@@ -129,6 +129,7 @@ impl<C: Ec2 + 'static> Manager<C> {
             }
             let round = self.round().await;
             self.node.lock().rounds += 1;
+            self.node.changed.notify_one();
             let pause = match round {
                 Round::Progress => Duration::ZERO,
                 Round::Idle => self.node.cli.options.pool_interval(),
@@ -883,8 +884,8 @@ impl<C: Ec2 + 'static> Manager<C> {
             .ec2
             .subnets(&SubnetQuery::Ids(spec.all_subnets()))
             .await?
-            .into_iter()
-            .map(eniconfig::SubnetFacts::from)
+            .iter()
+            .map(SubnetFacts::from)
             .collect();
         self.remember_subnets(&subnets);
         let groups = self.ec2.security_groups(spec.groups()).await?;
@@ -899,7 +900,7 @@ impl<C: Ec2 + 'static> Manager<C> {
             primary_block,
             vpc_cidrs,
         };
-        let groups: Vec<GroupFacts> = groups.into_iter().map(GroupFacts::from).collect();
+        let groups: Vec<GroupFacts> = groups.iter().map(GroupFacts::from).collect();
         Ok(validate(name, spec, &facts, &subnets, &groups))
     }
 

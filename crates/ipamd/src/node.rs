@@ -131,6 +131,8 @@ pub struct Node {
     /// Asks the pool manager for a reconcile with the instance at once (a DEL that matched
     /// nothing may have freed a recovered address).
     pub reconcile_now: Notify,
+    /// Something that readiness depends on may have changed (a pool round, an ADD or DEL).
+    pub changed: Notify,
     /// Instance metadata, read to reconcile the pool without EC2 API calls.
     pub metadata: ec2::Metadata,
     pub metrics: Metrics,

@@ -244,6 +244,36 @@ pub async fn recover_from_host_routes(node: &Node, nl: &Netlink) {
     }
 }
 
+/// At start: checkpointed allocations whose pod has no host route (`IP/32 dev <vethPrefix>…`,
+/// the last thing the plugin's ADD makes and the first its DEL removes) belong to pods that are
+/// gone — an ADD whose reply a crash lost, or a DEL that ran while ipamd was down and cleaned up
+/// from prevResult. Runtimes without CNI GC (containerd 1.6/1.7) never say so again, so they
+/// are released here, into cooldown.
+pub async fn release_unrouted(node: &Node, nl: &Netlink) {
+    let Some(live) = pod_routes(node, nl).await else {
+        return;
+    };
+    let mut st = node.lock();
+    let gone: Vec<(AllocKey, Ipv4Addr, String)> = st
+        .ds
+        .allocations()
+        .filter(|(_, a)| !live.contains(&a.ip))
+        .map(|(k, a)| {
+            let pod = format!("{}/{}", a.metadata.namespace, a.metadata.name);
+            (k.clone(), a.ip, pod)
+        })
+        .collect();
+    for (key, ip, pod) in &gone {
+        st.ds.release(key, Time::now());
+        warn!(%key, %ip, %pod, "released: the pod has no route on the node (gone while ipamd was down)");
+    }
+    if !gone.is_empty()
+        && let Err(e) = crate::persist::save(node, &st)
+    {
+        error!(error = %e, "writing the checkpoint");
+    }
+}
+
 /// Releases the recovered addresses whose pod is gone: no host route to it through a pod veth.
 pub async fn reconcile_recovered(node: &Node, nl: &Netlink) {
     let recovered: Vec<(AllocKey, Ipv4Addr)> = node

@@ -172,6 +172,7 @@ impl CniBackend for Backend {
         };
         // Keep the warm pool warm behind this pod.
         self.node.wake.notify_one();
+        self.node.changed.notify_one();
         Ok(Response::new(reply))
     }
 
@@ -211,6 +212,7 @@ impl CniBackend for Backend {
         info!(key = %key, ip = %released.ip, reason, "DelNetwork");
         forget_connections(released.ip);
         self.node.wake.notify_one();
+        self.node.changed.notify_one();
         Ok(Response::new(DelNetworkReply {
             success: true,
             ip_allocation_metadata: allocation_metadata(
@@ -269,6 +271,7 @@ impl Backend {
         }
         self.node.reconcile_now.notify_one();
         self.node.wake.notify_one();
+        self.node.changed.notify_one();
         Ok(released
             .iter()
             .flat_map(|r| allocation_metadata(r.ip, r.device_number, r.route_table))

@@ -134,3 +134,45 @@ fn is_manifest(path: &Path) -> bool {
         Some("yaml" | "yml" | "json")
     )
 }
+
+/// Kubernetes mode: the API server (waited for, bounded) feeds the Node and the ENIConfigs;
+/// Events go to the Node; the agent holding the Lease writes ENIConfig status.
+pub async fn kubernetes<C: ec2::Ec2 + 'static>(
+    cli: &crate::cli::Cli,
+    id: &ec2::InstanceIdentity,
+    ec2: Arc<C>,
+) -> Result<(ObjectsRx, crate::events::EventSink), String> {
+    let Some(node_name) = cli.settings.my_node_name.clone() else {
+        return Err(
+            "Kubernetes mode needs MY_NODE_NAME (the DaemonSet sets it from spec.nodeName); for standalone mode pass --manifests DIR (IPAMD_MANIFESTS)".into(),
+        );
+    };
+    let client = cluster::connect(cli.options.kubeconfig.as_deref(), cluster::Retry::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let objects = cluster::watch_objects(client.clone(), &node_name);
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(cluster::publish_node_events(
+        client.clone(),
+        node_name.clone(),
+        rx,
+    ));
+    let leader = cluster::elect(
+        client.clone(),
+        cluster::Election {
+            namespace: cli.options.lease_namespace.clone(),
+            identity: node_name,
+            duration: Duration::from_secs(15),
+            period: Duration::from_secs(5),
+        },
+    );
+    tokio::spawn(cluster::run_writer(
+        client,
+        crate::facts::Ec2Facts(ec2),
+        id.vpc_id.clone(),
+        leader,
+        objects.clone(),
+        Duration::from_secs(cli.options.eniconfig_status_interval.max(5)),
+    ));
+    Ok((objects, crate::events::EventSink::kubernetes(tx)))
+}

@@ -176,8 +176,7 @@ impl<C: Ec2 + 'static> Manager<C> {
             };
             match self.ec2.subnets(&query).await {
                 Ok(found) => {
-                    let facts: Vec<SubnetFacts> =
-                        found.into_iter().map(SubnetFacts::from).collect();
+                    let facts: Vec<SubnetFacts> = found.iter().map(SubnetFacts::from).collect();
                     self.remember_subnets(&facts);
                     self.discovered(&facts);
                 }
@@ -186,8 +185,7 @@ impl<C: Ec2 + 'static> Manager<C> {
         } else if self.node.custom_networking() {
             match self.ec2.subnets(&SubnetQuery::Ids(subnets.to_vec())).await {
                 Ok(found) => {
-                    let facts: Vec<SubnetFacts> =
-                        found.into_iter().map(SubnetFacts::from).collect();
+                    let facts: Vec<SubnetFacts> = found.iter().map(SubnetFacts::from).collect();
                     self.remember_subnets(&facts);
                 }
                 Err(e) => warn!(error = %e, "re-reading the ENIConfig's subnets"),

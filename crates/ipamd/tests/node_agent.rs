@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_sdk_ec2::types::Filter;
-use testsupport::testbed::{Testbed, wait_for};
+use testsupport::testbed::{Testbed, pod_address, wait_for};
 
 const HEAD: &str = r#"
 region: us-west-2
@@ -431,22 +431,43 @@ async fn add_is_idempotent_del_of_unknown_succeeds_and_neither_calls_ec2() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_keeps_allocations_and_a_corrupt_checkpoint_is_moved_aside() {
     let tb = Testbed::with_agents(None);
+    // Pods the plugin made (their host routes exist) keep their addresses across a restart; an
+    // allocation whose pod never got its route (an ADD whose reply a crash lost) is released.
     let mut held = BTreeMap::new();
     for c in ["c1", "c2", "c3"] {
-        held.insert(c, add(&tb, "node-a", c).await.unwrap());
+        let result = tb.pod_add("node-a", c, &[]).unwrap();
+        held.insert(c, pod_address(&result).to_string());
     }
+    let ghost = add(&tb, "node-a", "ghost").await.unwrap();
     let child = tb.restart_ipamd("node-a", None);
+    let enis = tb.introspect("node-a", "/v1/enis");
+    let holder = |ip: &str| {
+        enis["enis"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|e| e["addresses"].as_array().unwrap())
+            .find(|a| a["address"] == ip)
+            .map(|a| a["pod"].clone())
+            .unwrap_or_default()
+    };
     for (c, ip) in &held {
         assert_eq!(
-            &add(&tb, "node-a", c).await.unwrap(),
-            ip,
-            "{c} lost its address across a restart"
+            holder(ip),
+            format!("default/{c}"),
+            "{c} lost its address {ip} across a restart"
         );
     }
+    assert!(
+        holder(&ghost).is_null(),
+        "an address without a pod route is still held: {}",
+        holder(&ghost)
+    );
+    assert!(tb.ipamd_log("node-a").contains("the pod has no route"));
     let fresh = add(&tb, "node-a", "c4").await.unwrap();
     assert!(
-        !held.values().any(|ip| *ip == fresh),
-        "a held address was handed out again"
+        !held.values().any(|ip| *ip == fresh) && fresh != ghost,
+        "a held or cooling address was handed out again"
     );
 
     std::fs::write(
@@ -838,24 +859,6 @@ async fn a_vpc_block_associated_later_joins_the_snat_exclusions() {
     });
 }
 
-/// Waits until the node's ipamd says it is network-ready again (after a restart).
-fn wait_ready(tb: &Testbed, node: &str) {
-    let ready = wait_for(Duration::from_secs(30), || {
-        let ns = netns::Netns::named(&tb.netns(node)).unwrap();
-        ns.run(|| {
-            testbed::emulator::http_json(61679, "GET", "/v1/pool", None, Duration::from_secs(2))
-        })
-        .ok()
-        .and_then(|r| r.ok())
-        .is_some_and(|(_, v)| v["network_ready"] == true)
-    });
-    assert!(
-        ready.is_some(),
-        "{node} is not network-ready after a restart:\n{}",
-        tb.ipamd_log(node)
-    );
-}
-
 fn terminate(mut child: std::process::Child) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
@@ -891,7 +894,7 @@ async fn a_restart_leaves_the_datapath_as_a_fresh_start_made_it() {
     assert!(fresh.contains(&format!("inet {primary_ip}/19")), "{fresh}");
     // kill -9, then a clean SIGTERM restart: each start finds and leaves the same datapath.
     let child = tb.restart_ipamd("node-a", None);
-    wait_ready(&tb, "node-a");
+    tb.wait_ready("node-a");
     let after_kill = node_datapath(&ns);
     assert!(
         fresh == after_kill,
@@ -900,7 +903,7 @@ async fn a_restart_leaves_the_datapath_as_a_fresh_start_made_it() {
     );
     terminate(child);
     let child = tb.start_ipamd("node-a");
-    wait_ready(&tb, "node-a");
+    tb.wait_ready("node-a");
     let after_term = node_datapath(&ns);
     assert!(
         fresh == after_term,

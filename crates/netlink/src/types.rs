@@ -5,8 +5,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 
-/// The main routing table (`ip route ... table main`).
-pub const MAIN_TABLE: u32 = 254;
+pub use node_contract::MAIN_TABLE;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {

@@ -4,9 +4,6 @@
 
 tonic::include_proto!("rpc");
 
-/// Default socket of the daemon.
-pub const DEFAULT_SOCKET: &str = "/var/run/aws-node/ipamd.sock";
-
 /// Connects to ipamd at `unix:///path` or `host:port` (loopback), with a bounded connect
 /// timeout so a missing daemon is reported quickly.
 pub async fn connect(

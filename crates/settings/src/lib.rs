@@ -231,7 +231,8 @@ impl TryFrom<&RawSettings> for IpamdSettings {
     type Error = SettingsError;
 
     fn try_from(r: &RawSettings) -> Result<Self, SettingsError> {
-        let eni_mtu = val("AWS_VPC_ENI_MTU", &r.eni_mtu).with(9001, parse_mtu)?;
+        let eni_mtu =
+            val("AWS_VPC_ENI_MTU", &r.eni_mtu).with(node_contract::DEFAULT_MTU, parse_mtu)?;
         Ok(IpamdSettings {
             custom_network_cfg: val("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", &r.custom_network_cfg)
                 .boolean(false)?,
@@ -279,8 +280,10 @@ impl TryFrom<&RawSettings> for IpamdSettings {
                 }
             },
             connmark: val("AWS_VPC_K8S_CNI_CONNMARK", &r.connmark).with(0x80, parse_connmark)?,
-            veth_prefix: val("AWS_VPC_K8S_CNI_VETHPREFIX", &r.veth_prefix)
-                .with("eni".to_string(), parse_veth_prefix)?,
+            veth_prefix: val("AWS_VPC_K8S_CNI_VETHPREFIX", &r.veth_prefix).with(
+                node_contract::DEFAULT_VETH_PREFIX.to_string(),
+                parse_veth_prefix,
+            )?,
             eni_mtu,
             pod_mtu: val("POD_MTU", &r.pod_mtu).with(None, |v| parse_mtu(v).map(Some))?,
             cluster_name: val("CLUSTER_NAME", &r.cluster_name).text(),
@@ -318,7 +321,7 @@ impl TryFrom<&RawSettings> for IpamdSettings {
                 &r.introspection_bind_address,
             )
             .with(
-                SocketAddr::from(([127, 0, 0, 1], 61679)),
+                SocketAddr::from(([127, 0, 0, 1], node_contract::INTROSPECTION_PORT)),
                 parse_loopback_addr,
             )?,
             disable_introspection: val("DISABLE_INTROSPECTION", &r.disable_introspection)

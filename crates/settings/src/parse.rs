@@ -158,25 +158,19 @@ pub(crate) fn parse_connmark(v: &str) -> Result<u32, String> {
 }
 
 pub(crate) fn parse_veth_prefix(v: &str) -> Result<String, String> {
-    if v.len() > 4 {
-        return Err("expected 1 to 4 characters".to_string());
-    }
-    if !v
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err("expected letters, digits, - or _ only".to_string());
-    }
-    if ["eth", "lo", "vlan"].contains(&v) {
-        return Err("eth, lo and vlan are taken by the node's own interfaces".to_string());
-    }
+    node_contract::check_veth_prefix(v)?;
     Ok(v.to_string())
 }
 
 pub(crate) fn parse_mtu(v: &str) -> Result<u32, String> {
-    match atoi(v) {
-        Some(m) if (576..=9001).contains(&m) => Ok(m as u32),
-        _ => Err("expected an MTU between 576 and 9001".to_string()),
+    let range = node_contract::MTU_RANGE;
+    match atoi(v).and_then(|m| u32::try_from(m).ok()) {
+        Some(m) if range.contains(&m) => Ok(m),
+        _ => Err(format!(
+            "expected an MTU between {} and {}",
+            range.start(),
+            range.end()
+        )),
     }
 }
 

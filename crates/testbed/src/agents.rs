@@ -73,7 +73,7 @@ pub fn eniconfig_manifest(c: &EniConfig) -> Result<String, TestbedError> {
 }
 
 fn write(path: &Path, text: &str) -> Result<(), TestbedError> {
-    ipam::checkpoint::write_atomic(path, text.as_bytes())
+    files::write_atomic(path, text.as_bytes(), 0o644)
         .map_err(|e| TestbedError::Other(format!("write {}: {e}", path.display())))
 }
 

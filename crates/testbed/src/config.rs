@@ -90,6 +90,19 @@ pub struct NodeConfig {
     /// so ipamd cannot change a sysctl itself.
     #[serde(default)]
     pub read_only_sysctls: bool,
+    /// A container runtime of the node's own, started and stopped with it.
+    #[serde(default)]
+    pub runtime: NodeRuntime,
+}
+
+/// What makes pods on a node besides `vpc-testbed pod add` (which runs the conflist itself).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRuntime {
+    #[default]
+    None,
+    /// Debian's containerd in the node's namespace, with its CRI service (as on an EKS node).
+    Containerd,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -358,6 +371,33 @@ mod tests {
         assert!(e.contains("neither a CIDR nor a group name"), "{e}");
         let e = err(("region: us-west-2", "region: us-west-2\nbogus: 1"));
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn the_containerd_example_is_the_default_testbed_with_containerd_on_every_node() {
+        let text = include_str!("../testbed-containerd.yaml");
+        let body = |t: &str| {
+            t.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(|l| l.replace(" runtime: containerd,", ""))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(body(text), body(DEFAULT_CONFIG), "the example drifted");
+        let c = Config::parse(text).unwrap();
+        assert!(c.nodes.iter().all(|n| n.runtime == NodeRuntime::Containerd));
+    }
+
+    #[test]
+    fn a_node_runs_containerd_only_when_asked() {
+        let c = Config::load(None).unwrap();
+        assert!(c.nodes.iter().all(|n| n.runtime == NodeRuntime::None));
+        let text =
+            DEFAULT_CONFIG.replace("subnet: nodes-a,", "subnet: nodes-a, runtime: containerd,");
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.nodes[0].runtime, NodeRuntime::Containerd);
+        assert_eq!(c.nodes[1].runtime, NodeRuntime::None);
+        let e = err(("subnet: nodes-a,", "subnet: nodes-a, runtime: docker,"));
+        assert!(e.contains("docker") && e.contains("containerd"), "{e}");
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use crate::TestbedError;
 use crate::agents::{self, NodeDir};
-use crate::config::Config;
+use crate::config::{Config, NodeRuntime};
+use crate::containerd;
 use crate::emulator::{EmulatorProcess, http_json};
 use crate::fabric::{EC2_RELAY_PORT, Fabric, METADATA_ADDR, Names};
 use crate::network::Snapshot;
@@ -110,6 +111,28 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
 
     let mut snapshot = fetch(&emulator, None)?;
     fabric.reconcile(&snapshot)?;
+
+    // The nodes' own containerd, before their ipamd: like a node's runtime, it waits for the
+    // CNI config ipamd writes once it can serve pods.
+    let images_dir = dir.join("images");
+    std::fs::create_dir_all(&images_dir)
+        .map_err(|e| TestbedError::Other(format!("create {}: {e}", images_dir.display())))?;
+    let mut runtimes = Vec::new();
+    for (n, slot, _) in &nodes {
+        if n.runtime != NodeRuntime::Containerd {
+            continue;
+        }
+        let cdir = containerd::prepare(&NodeDir::new(&dir, &n.name))?;
+        let child = containerd::start(&slot.netns, &cdir)?;
+        containerd::import_images(&cdir, &images_dir)?;
+        log(&format!(
+            "{}: containerd (pid {}) serves its CRI at {}",
+            n.name,
+            child.id(),
+            cdir.socket().display()
+        ));
+        runtimes.push((n.name.clone(), cdir, child));
+    }
     let status = Status {
         prefix: options.prefix.clone(),
         ec2_endpoint: emulator.endpoint.clone(),
@@ -134,12 +157,20 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
                         .map(|i| i.az.clone())
                         .unwrap_or_default(),
                     primary_ip: eni0.map(|e| e.primary_ip.to_string()).unwrap_or_default(),
-                    introspection: "127.0.0.1:61679".to_string(),
+                    introspection: node_contract::INTROSPECTION_ADDRESS.to_string(),
                     manifests_dir: NodeDir::new(&dir, &n.name)
                         .manifests()
                         .display()
                         .to_string(),
                     ipamd_pid: None,
+                    cri_socket: runtimes
+                        .iter()
+                        .find(|(name, _, _)| *name == n.name)
+                        .map(|(_, cdir, _)| cdir.socket().display().to_string()),
+                    containerd_pid: runtimes
+                        .iter()
+                        .find(|(name, _, _)| *name == n.name)
+                        .map(|(_, _, child)| child.id()),
                 }
             })
             .collect(),
@@ -222,6 +253,14 @@ pub fn run(options: &DaemonOptions) -> Result<(), TestbedError> {
         }
     }
     log("stopping");
+    // Pods go first, while ipamd still answers their DELs.
+    for (name, cdir, mut child) in runtimes {
+        for e in containerd::stop(&cdir) {
+            log(&format!("{name}: stopping containerd: {e}"));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     for a in &agents {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(a.id() as i32),
@@ -250,9 +289,9 @@ fn blocked(netns: &str) -> bool {
     };
     ns.run(|| {
         http_json(
-            61679,
+            node_contract::INTROSPECTION_PORT,
             "GET",
-            "/v1/eni-configs",
+            node_contract::introspection::ENI_CONFIGS_PATH,
             None,
             Duration::from_secs(2),
         )

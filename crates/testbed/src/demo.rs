@@ -53,7 +53,15 @@ fn reaches(netns: &str, to: SocketAddr) -> bool {
 fn placement(node_netns: &str, ip: Ipv4Addr) -> Option<(String, String, String)> {
     let ns = netns::Netns::named(node_netns).ok()?;
     let (_, body) = ns
-        .run(|| http_json(61679, "GET", "/v1/enis", None, Duration::from_secs(5)))
+        .run(|| {
+            http_json(
+                node_contract::INTROSPECTION_PORT,
+                "GET",
+                node_contract::introspection::ENIS_PATH,
+                None,
+                Duration::from_secs(5),
+            )
+        })
         .ok()?
         .ok()?;
     body["enis"].as_array()?.iter().find_map(|e| {

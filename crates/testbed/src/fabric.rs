@@ -85,7 +85,7 @@ pub struct Fabric {
 }
 
 fn subnet_gateway(cidr: Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(cidr.network()) + 1)
+    node_contract::subnet_router(cidr.network())
 }
 
 impl Fabric {

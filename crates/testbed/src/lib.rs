@@ -5,6 +5,8 @@
 pub mod agents;
 pub mod cmd;
 pub mod config;
+pub mod containerd;
+pub mod cri;
 pub mod daemon;
 pub mod demo;
 pub mod emulator;
@@ -29,6 +31,10 @@ pub enum TestbedError {
     Cmd(#[from] cmd::CmdError),
     #[error(transparent)]
     Relay(#[from] relay::RelayError),
+    #[error(transparent)]
+    Containerd(#[from] containerd::ContainerdError),
+    #[error(transparent)]
+    Cri(#[from] cri::CriError),
     #[error("{0}")]
     Other(String),
 }

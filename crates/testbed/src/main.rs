@@ -1,5 +1,6 @@
 //! `vpc-testbed`: bring a VPC of network namespaces up and down, inspect it, run commands in it.
 
+use std::io::{Read, Seek};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use testbed::daemon::{self, DaemonOptions};
+use testbed::pods::PodRuntime;
 use testbed::state::{Status, state_dir};
 use testbed::{emulator, sweep};
 
@@ -56,7 +58,9 @@ enum Cmd {
         #[arg(long, default_value = "2")]
         pods_per_node: usize,
     },
-    /// Create or delete a pod with the node's real CNI plugins; `add` prints the CNI result.
+    /// Create or delete a pod with the node's real CNI plugins (`--runtime cni`: the testbed runs
+    /// the conflist, `add` prints the CNI result) or through the node's containerd (`--runtime
+    /// cri`: a sandbox with a listener on port 8080, as a kubelet asks for it).
     Pod {
         #[command(subcommand)]
         action: PodCmd,
@@ -101,10 +105,13 @@ enum PodCmd {
         name: String,
         #[arg(long, default_value = "default")]
         namespace: String,
-        /// Use this conflist instead of the node's.
+        /// `cni`: run the node's conflist; `cri`: ask the node's containerd (runtime: containerd).
+        #[arg(long, value_enum, default_value = "cni")]
+        runtime: PodRuntime,
+        /// Use this conflist instead of the node's (`--runtime cni`).
         #[arg(long)]
         conflist: Option<PathBuf>,
-        /// Ask the plugins for this CNI version.
+        /// Ask the plugins for this CNI version (`--runtime cni`).
         #[arg(long)]
         cni_version: Option<String>,
     },
@@ -113,6 +120,9 @@ enum PodCmd {
         name: String,
         #[arg(long, default_value = "default")]
         namespace: String,
+        /// Default: the runtime that made the pod.
+        #[arg(long, value_enum)]
+        runtime: Option<PodRuntime>,
     },
     /// Run CHECK (or another verb) on a pod with its recorded result.
     Invoke {
@@ -175,14 +185,7 @@ fn main() -> ExitCode {
 
 /// Alive and not a zombie (a demo's own `up` leaves its daemon as an unreaped child).
 fn daemon_alive(status: &Status) -> bool {
-    std::fs::read_to_string(format!("/proc/{}/stat", status.daemon_pid))
-        .ok()
-        .and_then(|s| {
-            s.rsplit(')')
-                .next()
-                .map(|rest| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
+    sweep::alive(status.daemon_pid as i32)
 }
 
 fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), String> {
@@ -201,8 +204,13 @@ fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), Stri
     }
     let dir = state_dir(prefix);
     std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    let log =
-        std::fs::File::create(daemon::log_path(prefix)).map_err(|e| format!("daemon log: {e}"))?;
+    let log = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(daemon::log_path(prefix))
+        .map_err(|e| format!("daemon log: {e}"))?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut cmd = Command::new(exe);
     cmd.args(["--prefix", prefix, "daemon"]);
@@ -215,6 +223,8 @@ fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), Stri
     if no_agents {
         cmd.arg("--no-agents");
     }
+    // Read through our own handle: a daemon that fails sweeps its state directory, log included.
+    let mut log_reader = log.try_clone().map_err(|e| e.to_string())?;
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
@@ -229,9 +239,13 @@ fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), Stri
             break;
         }
         if let Ok(Some(code)) = child.try_wait() {
+            let mut text = String::new();
+            let _ = log_reader.rewind();
+            let _ = log_reader.read_to_string(&mut text);
+            let lines: Vec<&str> = text.lines().collect();
             return Err(format!(
                 "the testbed daemon stopped ({code}) before it was ready:\n{}",
-                daemon::tail(&daemon::log_path(prefix), 30)
+                lines[lines.len().saturating_sub(30)..].join("\n")
             ));
         }
         if started.elapsed() > limit {
@@ -252,10 +266,7 @@ fn up(prefix: &str, config: Option<PathBuf>, no_agents: bool) -> Result<(), Stri
         s.nodes.len()
     );
     for n in &s.nodes {
-        println!(
-            "  {:<10} {:<20} {:<12} {:<12} netns {}",
-            n.name, n.instance_id, n.az, n.primary_ip, n.netns
-        );
+        println!("  {}", node_line(n));
     }
     Ok(())
 }
@@ -283,6 +294,19 @@ fn down(prefix: &str) -> Result<(), String> {
     }
 }
 
+/// Name, instance, zone, address, namespace, and its containerd's CRI socket if it runs one.
+fn node_line(n: &testbed::state::NodeStatus) -> String {
+    let runtime = n
+        .cri_socket
+        .as_ref()
+        .map(|s| format!(", containerd (CRI {s})"))
+        .unwrap_or_default();
+    format!(
+        "{:<10} {:<20} {:<12} {:<12} netns {}{runtime}",
+        n.name, n.instance_id, n.az, n.primary_ip, n.netns
+    )
+}
+
 fn status(prefix: &str, json: bool) -> Result<(), String> {
     let s = Status::read(prefix).ok_or_else(|| format!("testbed {prefix} is not up"))?;
     if !daemon_alive(&s) {
@@ -303,10 +327,7 @@ fn status(prefix: &str, json: bool) -> Result<(), String> {
         s.ec2_endpoint, s.region, s.vpc_id
     );
     for n in &s.nodes {
-        println!(
-            "  node {:<10} {:<20} {:<12} {:<12} netns {}",
-            n.name, n.instance_id, n.az, n.primary_ip, n.netns
-        );
+        println!("  node {}", node_line(n));
     }
     for p in &s.pods {
         println!(
@@ -334,11 +355,19 @@ fn exec(prefix: &str, target: &str, command: &[String]) -> Result<(), String> {
             .map(|p| p.netns.clone()),
     }
     .ok_or_else(|| format!("no node or pod {target:?} in testbed {prefix}"))?;
-    let err = Command::new("ip")
-        .args(["netns", "exec", &netns])
-        .args(command)
-        .exec();
-    Err(format!("ip netns exec {netns}: {err}"))
+    // A CRI pod's namespace is a path under its node's containerd state, not a named one.
+    let err = if netns.starts_with('/') {
+        Command::new("nsenter")
+            .arg(format!("--net={netns}"))
+            .args(command)
+            .exec()
+    } else {
+        Command::new("ip")
+            .args(["netns", "exec", &netns])
+            .args(command)
+            .exec()
+    };
+    Err(format!("enter {netns}: {err}"))
 }
 
 fn ec2(listen: &str, args: &[String]) -> Result<(), String> {
@@ -418,6 +447,29 @@ fn pod(prefix: &str, action: PodCmd) -> Result<(), String> {
             node,
             name,
             namespace,
+            runtime: PodRuntime::Cri,
+            conflist,
+            cni_version,
+        } => {
+            if conflist.is_some() || cni_version.is_some() {
+                return Err(
+                    "--conflist and --cni-version apply to --runtime cni: containerd runs the node's conflist"
+                        .to_string(),
+                );
+            }
+            let result =
+                pods::add_cri(prefix, &node, &name, &namespace).map_err(|e| e.to_string())?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?
+            );
+            Ok(())
+        }
+        PodCmd::Add {
+            node,
+            name,
+            namespace,
+            runtime: PodRuntime::Cni,
             conflist,
             cni_version,
         } => {
@@ -437,6 +489,13 @@ fn pod(prefix: &str, action: PodCmd) -> Result<(), String> {
             node,
             name,
             namespace,
+            runtime: Some(PodRuntime::Cri),
+        } => pods::del_cri(prefix, &node, &name, &namespace).map_err(|e| e.to_string()),
+        PodCmd::Del {
+            node,
+            name,
+            namespace,
+            runtime: _,
         } => pods::del(prefix, &node, &name, &namespace).map_err(|e| e.to_string()),
         PodCmd::Invoke {
             node,

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 use crate::TestbedError;
 use crate::agents::{NodeDir, sibling_binary};
 use crate::cmd;
+use crate::containerd::{self, ContainerdDir};
+use crate::cri::{self, ContainerSpec, Cri, PodSpec};
 use crate::state::{Status, state_dir};
 
 /// Where the Debian plugins (portmap, tuning, ptp, host-local) live.
@@ -26,9 +28,33 @@ pub struct PodRecord {
     pub netns: String,
     pub container_id: String,
     pub ip: String,
-    /// The conflist used and the chain's final result (prevResult of DEL).
+    /// The conflist used and the chain's final result (prevResult of DEL); for a CRI pod, no
+    /// conflist and what `pod add` printed.
     pub conflist: Value,
     pub result: Value,
+    #[serde(default)]
+    pub runtime: PodRuntime,
+}
+
+impl PodRecord {
+    fn save(&self, path: &Path) -> Result<(), TestbedError> {
+        files::write_atomic(
+            path,
+            &serde_json::to_vec_pretty(self).unwrap_or_default(),
+            0o644,
+        )
+        .map_err(|e| other(format!("{}: {e}", path.display())))
+    }
+}
+
+/// Who makes a pod: the testbed running the node's conflist itself, or the node's containerd
+/// asked through its CRI (which then runs the conflist on its own schedule).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum PodRuntime {
+    #[default]
+    Cni,
+    Cri,
 }
 
 pub struct PodOptions {
@@ -155,6 +181,11 @@ fn netconf(list: &Value, i: usize, version: &str, prev: Option<&Value>) -> Value
     conf
 }
 
+/// The status of a testbed that is up.
+fn running(prefix: &str) -> Result<Status, TestbedError> {
+    Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))
+}
+
 fn node_of<'a>(
     status: &'a Status,
     node: &str,
@@ -173,8 +204,7 @@ pub fn add(
     namespace: &str,
     options: &PodOptions,
 ) -> Result<Value, TestbedError> {
-    let status =
-        Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
+    let status = running(prefix)?;
     node_of(&status, node)?;
     let conflist_path = match &options.conflist {
         Some(p) => p.clone(),
@@ -212,24 +242,25 @@ pub fn add(
         ip,
         conflist: list,
         result: result.clone(),
+        runtime: PodRuntime::Cni,
     };
-    let path = record_path(prefix, node, namespace, name);
-    ipam::checkpoint::write_atomic(
-        &path,
-        &serde_json::to_vec_pretty(&record).unwrap_or_default(),
-    )
-    .map_err(|e| other(format!("{}: {e}", path.display())))?;
+    record.save(&record_path(prefix, node, namespace, name))?;
     Ok(result)
 }
 
 pub fn del(prefix: &str, node: &str, name: &str, namespace: &str) -> Result<(), TestbedError> {
-    let status =
-        Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
+    let status = running(prefix)?;
     node_of(&status, node)?;
     let path = record_path(prefix, node, namespace, name);
     let record: Option<PodRecord> = std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
+    if record
+        .as_ref()
+        .is_some_and(|r| r.runtime == PodRuntime::Cri)
+    {
+        return del_cri(prefix, node, name, namespace);
+    }
     let sandbox = Sandbox::of_pod(prefix, node, namespace, name);
     let list = match &record {
         Some(r) => r.conflist.clone(),
@@ -314,8 +345,7 @@ pub fn add_sandbox(
     list: &Value,
     version: &str,
 ) -> Result<Value, TestbedError> {
-    let status =
-        Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
+    let status = running(prefix)?;
     let n = node_of(&status, &sandbox.node)?;
     let netns = format!("/run/netns/{}", sandbox.netns);
     if !Path::new(&netns).exists() {
@@ -352,8 +382,7 @@ pub fn del_sandbox(
     version: &str,
     prev: Option<&Value>,
 ) -> Result<(), TestbedError> {
-    let status =
-        Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
+    let status = running(prefix)?;
     let n = node_of(&status, &sandbox.node)?;
     let netns = format!("/run/netns/{}", sandbox.netns);
     let inv = sandbox.invocation(&n.netns, "DEL", &netns);
@@ -383,8 +412,7 @@ pub fn invoke(
     namespace: &str,
     command: &str,
 ) -> Result<Value, TestbedError> {
-    let status =
-        Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
+    let status = running(prefix)?;
     let n = node_of(&status, node)?;
     let path = record_path(prefix, node, namespace, name);
     let record: PodRecord = serde_json::from_str(
@@ -424,8 +452,7 @@ pub fn gc(prefix: &str, node: &str) -> Result<(), TestbedError> {
 /// CNI GC with the given `cni.dev/valid-attachments` (None: the key left out, which CNI 1.1
 /// forbids).
 pub fn gc_with(prefix: &str, node: &str, valid: Option<Vec<Value>>) -> Result<(), TestbedError> {
-    let status =
-        Status::read(prefix).ok_or_else(|| other(format!("testbed {prefix} is not up")))?;
+    let status = running(prefix)?;
     let n = node_of(&status, node)?;
     let p = NodeDir::new(Path::new(&status.state_dir), node).conflist();
     let list: Value = serde_json::from_str(
@@ -444,4 +471,175 @@ pub fn gc_with(prefix: &str, node: &str, valid: Option<Vec<Value>>) -> Result<()
         args: String::new(),
     };
     exec(&inv, "aws-cni", &conf).map(|_| ())
+}
+
+/// A pod UID as the API server would give one (a UUID's shape; unique per call).
+pub fn pod_uid(prefix: &str, node: &str, namespace: &str, name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let mut h = DefaultHasher::new();
+    (prefix, node, namespace, name, nanos, std::process::id()).hash(&mut h);
+    let a = h.finish();
+    (a, nanos).hash(&mut h);
+    let b = h.finish();
+    let hex = format!("{a:016x}{b:016x}");
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
+/// The pod as the kubelet would describe it to the node's containerd.
+pub fn cri_pod_spec(
+    prefix: &str,
+    dir: &ContainerdDir,
+    namespace: &str,
+    name: &str,
+    attempt: u32,
+) -> PodSpec {
+    let uid = pod_uid(prefix, &dir.node, namespace, name);
+    PodSpec {
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        log_directory: dir.pod_logs().join(format!("{namespace}_{name}_{uid}")),
+        cgroup_parent: containerd::cgroup_parent(prefix, &dir.node, &uid),
+        uid,
+        attempt,
+        host_ports: Vec::new(),
+    }
+}
+
+/// The pod's container: busybox httpd on port 8080, answering with the pod's namespace/name.
+pub fn listener(namespace: &str, name: &str) -> ContainerSpec {
+    ContainerSpec {
+        name: "listener".into(),
+        image: containerd::BUSYBOX_IMAGE.into(),
+        command: vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            format!(
+                "mkdir -p /www && echo \"$POD\" > /www/index.html && exec httpd -f -p {LISTENER_PORT} -h /www"
+            ),
+        ],
+        env: vec![("POD".into(), format!("{namespace}/{name}"))],
+    }
+}
+
+/// The port of the listener container of CRI pods.
+pub const LISTENER_PORT: u16 = 8080;
+
+fn containerd_of(status: &Status, node: &str) -> Result<(PathBuf, ContainerdDir), TestbedError> {
+    let n = node_of(status, node)?;
+    let socket = n.cri_socket.clone().ok_or_else(|| {
+        other(format!(
+            "node {node} runs no containerd: give it `runtime: containerd` in the testbed config"
+        ))
+    })?;
+    let dir = ContainerdDir::of(&NodeDir::new(Path::new(&status.state_dir), node));
+    Ok((PathBuf::from(socket), dir))
+}
+
+/// A pod made through the node's containerd, as a kubelet makes one: RunPodSandbox (containerd
+/// runs the conflist), CreateContainer and StartContainer (a listener), PodSandboxStatus.
+/// Prints what containerd reports; a failure after the sandbox was made removes it again.
+pub fn add_cri(
+    prefix: &str,
+    node: &str,
+    name: &str,
+    namespace: &str,
+) -> Result<Value, TestbedError> {
+    let status = running(prefix)?;
+    let (socket, dir) = containerd_of(&status, node)?;
+    let path = record_path(prefix, node, namespace, name);
+    if path.exists() {
+        return Err(other(format!(
+            "pod {namespace}/{name} already exists on {node}: `vpc-testbed pod del` it first"
+        )));
+    }
+    let pod = cri_pod_spec(prefix, &dir, namespace, name, 0);
+    std::fs::create_dir_all(&pod.log_directory)
+        .map_err(|e| other(format!("create {}: {e}", pod.log_directory.display())))?;
+    let container = listener(namespace, name);
+    let made = cri::block_on(async {
+        let mut cri = Cri::connect(&socket).await?;
+        let version = cri.version().await?;
+        let sandbox = cri.run_pod_sandbox(&pod).await?;
+        let rest = async {
+            let c = cri.start_container(&sandbox, &pod, &container).await?;
+            let st = cri.sandbox_status(&sandbox).await?;
+            Ok::<_, cri::CriError>((c, st))
+        }
+        .await;
+        match rest {
+            Ok((c, st)) => Ok((version, sandbox, c, st)),
+            Err(e) => {
+                let _ = cri.stop_pod_sandbox(&sandbox).await;
+                let _ = cri.remove_pod_sandbox(&sandbox).await;
+                Err(e)
+            }
+        }
+    })?;
+    let (version, sandbox, container_id, st) = made;
+    let ip = st.ip.map(|i| i.to_string()).unwrap_or_default();
+    let netns = st
+        .netns
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let result = json!({
+        "runtime": version,
+        "pod": format!("{namespace}/{name}"),
+        "uid": pod.uid,
+        "sandbox": sandbox,
+        "ready": st.ready,
+        "ip": ip,
+        "netns": netns,
+        "containers": [{"name": container.name, "id": container_id, "image": container.image, "port": LISTENER_PORT}],
+    });
+    let record = PodRecord {
+        node: node.to_string(),
+        name: name.to_string(),
+        namespace: namespace.to_string(),
+        netns,
+        container_id: sandbox,
+        ip,
+        conflist: Value::Null,
+        result: result.clone(),
+        runtime: PodRuntime::Cri,
+    };
+    record.save(&path)?;
+    Ok(result)
+}
+
+/// StopPodSandbox (containerd runs CNI DEL) and RemovePodSandbox for every sandbox of the pod
+/// the node's containerd knows.
+pub fn del_cri(prefix: &str, node: &str, name: &str, namespace: &str) -> Result<(), TestbedError> {
+    let status = running(prefix)?;
+    let (socket, _) = containerd_of(&status, node)?;
+    let removed = cri::block_on(async {
+        let mut cri = Cri::connect(&socket).await?;
+        let mut removed = 0;
+        for s in cri.list_pod_sandboxes().await? {
+            let Some(m) = &s.metadata else { continue };
+            if m.name == name && m.namespace == namespace {
+                cri.stop_pod_sandbox(&s.id).await?;
+                cri.remove_pod_sandbox(&s.id).await?;
+                removed += 1;
+            }
+        }
+        Ok::<_, cri::CriError>(removed)
+    })?;
+    let _ = std::fs::remove_file(record_path(prefix, node, namespace, name));
+    if removed == 0 {
+        return Err(other(format!(
+            "containerd on {node} has no sandbox for pod {namespace}/{name}"
+        )));
+    }
+    Ok(())
 }

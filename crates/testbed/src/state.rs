@@ -23,6 +23,11 @@ pub struct NodeStatus {
     /// The standalone manifests (Node, ENIConfigs) the node's ipamd watches.
     pub manifests_dir: String,
     pub ipamd_pid: Option<u32>,
+    /// The node's containerd CRI socket, when it runs one (`runtime: containerd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cri_socket: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containerd_pid: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,8 +35,11 @@ pub struct PodStatus {
     pub node: String,
     pub name: String,
     pub namespace: String,
+    /// A name under /run/netns, or the path of a namespace a runtime made.
     pub netns: String,
     pub ip: String,
+    /// `cni` (the conflist run by `pod add`) or `cri` (a sandbox of the node's containerd).
+    pub runtime: crate::pods::PodRuntime,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,15 +74,17 @@ impl Status {
                 namespace: r.namespace,
                 netns: r.netns,
                 ip: r.ip,
+                runtime: r.runtime,
             })
             .collect();
         Some(status)
     }
 
     pub fn write(&self) -> std::io::Result<()> {
-        let path = Self::path(&self.prefix);
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self).unwrap_or_default())?;
-        std::fs::rename(tmp, path)
+        files::write_atomic(
+            &Self::path(&self.prefix),
+            &serde_json::to_vec_pretty(self).unwrap_or_default(),
+            0o644,
+        )
     }
 }

@@ -13,12 +13,20 @@ fn signal(pid: i32, sig: Signal) {
     let _ = kill(Pid::from_raw(pid), sig);
 }
 
-fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok()
+/// Exists and is not a zombie (whose parent has yet to reap it).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit(')')
+                .next()
+                .map(|rest| !rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(false)
 }
 
-/// Processes whose command line mentions `needle` (the run's state directory).
-fn pids_mentioning(needle: &str) -> Vec<i32> {
+/// Processes (other than this one) whose command line (NUL-separated) satisfies `f`.
+pub(crate) fn pids_matching(f: impl Fn(&str) -> bool) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -29,17 +37,18 @@ fn pids_mentioning(needle: &str) -> Vec<i32> {
         .filter(|pid| *pid != me)
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    String::from_utf8_lossy(&c)
-                        .replace('\0', " ")
-                        .contains(needle)
-                })
+                .map(|c| f(&String::from_utf8_lossy(&c)))
                 .unwrap_or(false)
         })
         .collect()
 }
 
-fn terminate(pids: &[i32]) {
+/// Processes whose command line mentions `needle` (the run's state directory).
+fn pids_mentioning(needle: &str) -> Vec<i32> {
+    pids_matching(|cmdline| cmdline.replace('\0', " ").contains(needle))
+}
+
+pub(crate) fn terminate(pids: &[i32]) {
     for p in pids {
         signal(*p, Signal::SIGTERM);
     }
@@ -73,6 +82,12 @@ pub fn sweep(prefix: &str) -> Vec<String> {
     terminate(&in_namespaces);
     let dir = state_dir(prefix);
     terminate(&pids_mentioning(&format!("{}/", dir.display())));
+    // What a node's containerd left: its containers (in the run's pod cgroups), then the
+    // sandbox namespaces and root filesystems mounted under the state directory.
+    errors.extend(crate::containerd::sweep_cgroups(prefix));
+    errors.extend(crate::containerd::unmount_under(&dir));
+    errors.extend(crate::containerd::sweep_cni_cache(&dir));
+    errors.extend(crate::containerd::sweep_shim_sockets(&dir));
     for ns in &namespaces {
         if let Err(e) = cmd::run(&["ip", "netns", "del", ns]) {
             errors.push(e.to_string());

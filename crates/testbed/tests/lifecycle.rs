@@ -76,24 +76,6 @@ fn stop_ipamd(
     }
 }
 
-/// Waits for the node's ipamd to be network-ready again.
-fn wait_ready(tb: &Testbed, node: &str) {
-    let ready = wait_for(Duration::from_secs(30), || {
-        let ns = netns::Netns::named(&tb.netns(node)).unwrap();
-        ns.run(|| {
-            testbed::emulator::http_json(61679, "GET", "/v1/pool", None, Duration::from_secs(2))
-        })
-        .ok()
-        .and_then(|r| r.ok())
-        .is_some_and(|(_, v)| v["network_ready"] == true)
-    });
-    assert!(
-        ready.is_some(),
-        "{node} is not ready after a restart:\n{}",
-        tb.ipamd_log(node)
-    );
-}
-
 /// Restarts the node's ipamd with `signal`; the datapath, the pods' traffic and the invariants
 /// must be as before.
 async fn restart_unchanged(
@@ -105,7 +87,7 @@ async fn restart_unchanged(
     let before = w.datapath(node);
     stop_ipamd(&w.tb, node, child, signal);
     let child = w.tb.start_ipamd(node);
-    wait_ready(&w.tb, node);
+    w.tb.wait_ready(node);
     let what = format!("{node} after {signal}");
     w.traffic(&what);
     w.invariants(node, &what).await;
@@ -184,7 +166,7 @@ async fn restarts_and_an_upgrade_under_churn_keep_pods_working() {
     );
     std::thread::sleep(Duration::from_millis(700));
     let _a = Ipamd(Some(w.tb.start_ipamd("node-a")));
-    wait_ready(&w.tb, "node-a");
+    w.tb.wait_ready("node-a");
     std::thread::sleep(Duration::from_millis(1500));
     stop.store(true, Ordering::SeqCst);
     let made = churn.join().expect("the churn");
@@ -519,7 +501,7 @@ async fn gc_and_a_lost_checkpoint_keep_live_pods_and_free_the_dead() {
     let before = w.datapath("node-a");
     stop_ipamd(&w.tb, "node-a", None, nix::sys::signal::Signal::SIGKILL);
     let _child = Ipamd(Some(w.tb.start_ipamd("node-a")));
-    wait_ready(&w.tb, "node-a");
+    w.tb.wait_ready("node-a");
     w.traffic("after a restart without a checkpoint");
     w.invariants("node-a", "after a restart without a checkpoint")
         .await;

@@ -32,34 +32,26 @@ pub struct Pool {
 
 /// An error is a reading to retry: a restarted ipamd may not serve introspection yet.
 pub fn pool(tb: &Testbed, node: &str) -> Result<Pool, String> {
-    let ns = netns::Netns::named(&tb.netns(node)).unwrap();
-    let (status, v) = ns
-        .run(|| {
-            ::testbed::emulator::http_json(61679, "GET", "/v1/enis", None, Duration::from_secs(10))
-        })
-        .unwrap()
+    let view = tb
+        .introspection(node, |c| c.enis())
         .map_err(|e| format!("introspection: {e}"))?;
-    if status != 200 {
-        return Err(format!("introspection: {status} {v}"));
-    }
     let mut addresses = Vec::new();
     let mut enis = BTreeSet::new();
-    for e in v["enis"].as_array().unwrap() {
-        let id = e["id"].as_str().unwrap().to_string();
-        for a in e["addresses"].as_array().unwrap() {
-            let ip: Ipv4Addr = a["address"].as_str().unwrap().parse().unwrap();
+    for e in view.enis {
+        for a in &e.addresses {
             // Kept from the host's routes: the pod is the live one with that address.
-            let recovered = a["key"]["container_id"]
-                .as_str()
-                .is_some_and(|c| c.starts_with(RECOVERED));
+            let recovered = a
+                .key
+                .as_ref()
+                .is_some_and(|k| k.container_id.starts_with(RECOVERED));
             let pod = if recovered {
-                Some(format!("{RECOVERED}{ip}"))
+                Some(format!("{RECOVERED}{}", a.address))
             } else {
-                a["pod"].as_str().map(str::to_string)
+                a.pod.clone()
             };
-            addresses.push((ip, id.clone(), pod));
+            addresses.push((a.address, e.id.clone(), pod));
         }
-        enis.insert(id);
+        enis.insert(e.id);
     }
     Ok(Pool { addresses, enis })
 }

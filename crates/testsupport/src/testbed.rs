@@ -6,6 +6,8 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use node_contract::introspection::{Client, ClientError};
+
 /// A binary of this workspace's build (next to the test's `deps/` directory), or of
 /// `$VPC_TESTBED_BIN_DIR` (binaries kept aside from a target directory others build into).
 pub fn workspace_bin(name: &str) -> PathBuf {
@@ -155,17 +157,34 @@ impl Testbed {
         ::testbed::daemon::sdk_client(&self.endpoint(), "us-west-2").await
     }
 
-    /// GET on the node's introspection endpoint (inside its namespace).
+    /// GET on the node's introspection endpoint (inside its namespace), as JSON.
     pub fn introspect(&self, node: &str, path: &str) -> serde_json::Value {
+        self.introspection(node, |c| c.get_json(path))
+            .unwrap_or_else(|e| panic!("introspection {path} on {node}: {e}"))
+    }
+
+    /// Waits until the node's ipamd says it is network-ready (after a start or a restart).
+    pub fn wait_ready(&self, node: &str) {
+        let ready = wait_for(Duration::from_secs(30), || {
+            self.introspection(node, |c| c.pool())
+                .is_ok_and(|p| p.network_ready)
+        });
+        assert!(
+            ready.is_some(),
+            "{node} is not network-ready:\n{}",
+            self.ipamd_log(node)
+        );
+    }
+
+    /// A call of the node's typed introspection client, made inside its namespace.
+    pub fn introspection<T: Send>(
+        &self,
+        node: &str,
+        call: impl FnOnce(&Client) -> Result<T, ClientError> + Send,
+    ) -> Result<T, ClientError> {
         let ns = netns::Netns::named(&self.netns(node)).unwrap();
-        let (status, body) = ns
-            .run(|| {
-                ::testbed::emulator::http_json(61679, "GET", path, None, Duration::from_secs(10))
-            })
-            .unwrap()
-            .unwrap_or_else(|e| panic!("introspection {path} on {node}: {e}"));
-        assert_eq!(status, 200, "{path}: {body}");
-        body
+        let client = Client::new(node_contract::INTROSPECTION_ADDRESS.parse().unwrap());
+        ns.run(|| call(&client)).unwrap()
     }
 
     /// The emulator's per-action call counts.
@@ -412,15 +431,7 @@ pub fn iptables_packets(ns: &str, table: &str, chain: &str, target: &str) -> u64
 
 /// The process exists and is not a zombie waiting for init to reap it.
 pub fn process_running(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.rsplit(')')
-                .next()
-                .unwrap_or_default()
-                .trim_start()
-                .starts_with('Z')
-        })
-        .unwrap_or(false)
+    ::testbed::sweep::alive(pid)
 }
 
 impl Testbed {
@@ -484,6 +495,24 @@ impl Testbed {
                 &log[log.len().saturating_sub(3000)..]
             );
         }
+        // Introspection starts next to the gRPC server, not before it.
+        let ns = netns::Netns::named(&self.netns(node)).unwrap();
+        let introspection = || {
+            ns.run(|| {
+                ::testbed::emulator::http_json(
+                    61679,
+                    "GET",
+                    "/v1/pool",
+                    None,
+                    Duration::from_secs(2),
+                )
+            })
+            .is_ok_and(|r| r.is_ok())
+        };
+        assert!(
+            wait_for(Duration::from_secs(10), introspection).is_some(),
+            "ipamd on {node} serves gRPC but not its introspection"
+        );
         child
     }
 
@@ -497,4 +526,79 @@ impl Testbed {
         ::testbed::agents::start_ipamd(&self.netns(node), &dir, "us-west-2", &config, node_config)
             .unwrap()
     }
+}
+
+impl Testbed {
+    /// The node's containerd directory (config, socket, log); the node must run containerd.
+    pub fn containerd_dir(&self, node: &str) -> ::testbed::containerd::ContainerdDir {
+        assert!(
+            self.node(node)["cri_socket"].is_string(),
+            "node {node} runs no containerd: give it `runtime: containerd` in the test's config"
+        );
+        ::testbed::containerd::ContainerdDir::of(&::testbed::agents::NodeDir(self.node_dir(node)))
+    }
+
+    /// A CRI client for the node's containerd.
+    pub async fn cri(&self, node: &str) -> ::testbed::cri::Cri {
+        let socket = self.containerd_dir(node).socket();
+        ::testbed::cri::Cri::connect(&socket)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Stops the node's containerd with `signal` (SIGTERM as a service restart does, SIGKILL as a
+    /// crash) and starts another the way the daemon does; returns once its CRI answers.
+    pub fn restart_containerd(
+        &self,
+        node: &str,
+        signal: nix::sys::signal::Signal,
+    ) -> std::process::Child {
+        let dir = self.containerd_dir(node);
+        let pids = ::testbed::containerd::pids(&dir);
+        assert!(!pids.is_empty(), "no containerd runs for {node}");
+        for p in &pids {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), signal).unwrap();
+        }
+        assert!(
+            wait_for(Duration::from_secs(20), || pids
+                .iter()
+                .all(|p| !process_running(*p)))
+            .is_some(),
+            "containerd of {node} did not stop on {signal}"
+        );
+        ::testbed::containerd::start(&self.netns(node), &dir).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The containerd log of a node, for failure messages.
+    pub fn containerd_log(&self, node: &str) -> String {
+        let log = std::fs::read_to_string(self.containerd_dir(node).log()).unwrap_or_default();
+        log[log.len().saturating_sub(4000)..].to_string()
+    }
+}
+
+/// An HTTP GET from inside a network namespace (a path: a runtime's sandbox); the body.
+pub fn http_get_from(netns: &std::path::Path, to: SocketAddr) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let handle = netns::Netns::open(netns).map_err(std::io::Error::other)?;
+    handle
+        .run(|| {
+            let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(3))?;
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            write!(s, "GET / HTTP/1.0\r\nHost: {to}\r\n\r\n")?;
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            Ok(text
+                .split_once("\r\n\r\n")
+                .map(|(_, body)| body.trim().to_string())
+                .unwrap_or_default())
+        })
+        .map_err(std::io::Error::other)?
+}
+
+/// Connects from inside a network namespace given by path.
+pub fn connect_from_path(netns: &std::path::Path, to: SocketAddr) -> std::io::Result<()> {
+    let handle = netns::Netns::open(netns).map_err(std::io::Error::other)?;
+    handle
+        .run(|| TcpStream::connect_timeout(&to, Duration::from_secs(3)).map(drop))
+        .map_err(std::io::Error::other)?
 }

@@ -5,27 +5,23 @@
 //! ctnetlink's delete message cannot do by address alone.
 
 use std::net::Ipv4Addr;
-use std::process::Command;
 
 /// Deletes every entry whose original source or destination is `ip`; returns how many went.
 /// No matching entry is not an error.
 pub fn flush(ip: Ipv4Addr) -> Result<u64, String> {
     let mut deleted = 0;
     for direction in ["--orig-src", "--orig-dst"] {
-        let out = Command::new("conntrack")
-            .args(["-D", "-f", "ipv4", direction, &ip.to_string()])
-            .output()
-            .map_err(|e| format!("conntrack -D {direction} {ip}: {e}"))?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let out = command::output(
+            &["conntrack", "-D", "-f", "ipv4", direction, &ip.to_string()],
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        let stderr = &out.stderr;
         // "conntrack v1.4.7 (conntrack-tools): 2 flow entries have been deleted." (exit 1 when 0)
-        match deleted_count(&stderr) {
+        match deleted_count(stderr) {
             Some(n) => deleted += n,
             None => {
-                return Err(format!(
-                    "conntrack -D {direction} {ip}: exit {}: {}",
-                    out.status,
-                    stderr.trim()
-                ));
+                return Err(format!("conntrack -D {direction} {ip}: {stderr}"));
             }
         }
     }

@@ -9,12 +9,10 @@ use netlink::{Link, Netlink, Route, Rule, Scope};
 
 use super::DatapathError;
 
-const MAIN_TABLE: u32 = 254;
-/// `from <ENI primary address> lookup N+1`.
-pub const ENI_RULE_PRIORITY: u32 = 1536;
+use node_contract::{FROM_ENI_RULE_PRIORITY, MAIN_TABLE};
 
 fn gateway(subnet: Ipv4Net) -> Ipv4Addr {
-    Ipv4Addr::from(u32::from(subnet.network()) + 1)
+    node_contract::subnet_router(subnet.network())
 }
 
 /// Waits (bounded, with backoff) for the hypervisor to plug the ENI in.
@@ -84,7 +82,7 @@ impl EniRouting {
 
     fn rule(&self) -> Rule {
         Rule {
-            priority: ENI_RULE_PRIORITY,
+            priority: FROM_ENI_RULE_PRIORITY,
             src: Some(Ipv4Net::from(self.primary_ip)),
             dst: None,
             table: self.table,

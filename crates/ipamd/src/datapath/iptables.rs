@@ -5,7 +5,6 @@
 //! (legacy from 10 rules on); else nft. SNAT in one backend while kube-proxy's rules sit in the
 //! other would mix two rule sets in one datapath. Chosen once per process and logged once.
 
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use tracing::info;
@@ -92,17 +91,11 @@ pub fn choose(saved: &Saved) -> (Backend, String) {
 }
 
 fn save(backend: Backend, table: Option<&str>) -> String {
-    let mut cmd = Command::new(backend.save());
+    let mut args = vec![backend.save()];
     if let Some(t) = table {
-        cmd.args(["-t", t]);
+        args.extend(["-t", t]);
     }
-    cmd.stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
+    command::run(&args, None).unwrap_or_default()
 }
 
 /// The backend of this host, looked at once.

@@ -19,8 +19,8 @@ pub enum DatapathError {
     },
     #[error("sysctl {key}: {source}")]
     Sysctl { key: String, source: std::io::Error },
-    #[error("`{command}` failed: {message}")]
-    Firewall { command: String, message: String },
+    #[error(transparent)]
+    Command(#[from] command::CommandError),
 }
 
 /// Writes a sysctl of the namespace ipamd runs in.

@@ -18,7 +18,7 @@ use super::{DatapathError, iptables, service_rules, snat};
 
 /// `fwmark <connmark> lookup main`: replies to connections that came in on the primary
 /// interface go back out of it.
-pub const CONNMARK_RULE_PRIORITY: u32 = 1024;
+pub use node_contract::CONNMARK_RULE_PRIORITY;
 /// Loose: a reply that arrives on another ENI than the route back would use is accepted.
 const RP_FILTER_LOOSE: &str = "2";
 /// Strict: what upstream sets without NodePort support.

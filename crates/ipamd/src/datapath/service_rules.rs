@@ -8,7 +8,7 @@ use netlink::{Netlink, Rule};
 
 use super::DatapathError;
 
-pub const PRIORITY: u32 = 1535;
+pub use node_contract::SERVICE_RULE_PRIORITY as PRIORITY;
 const MAIN_TABLE: u32 = 254;
 
 pub fn rule(cidr: Ipv4Net) -> Rule {
@@ -60,7 +60,7 @@ mod tests {
     #[test]
     fn converges_on_the_list() {
         let pod_rule = Rule {
-            priority: 1536,
+            priority: node_contract::FROM_ENI_RULE_PRIORITY,
             src: Some(net("100.64.0.9/32")),
             dst: None,
             table: 3,

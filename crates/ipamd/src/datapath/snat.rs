@@ -2,9 +2,7 @@
 //! rewritten whole, jumps into the built-in chains are added once and never duplicated. All with
 //! the iptables backend kube-proxy uses ([`super::iptables::backend`]).
 
-use std::io::Write;
 use std::net::Ipv4Addr;
-use std::process::{Command, Stdio};
 
 use ipamd_settings::{IpamdSettings, RandomizeSnat};
 use ipnet::Ipv4Net;
@@ -140,39 +138,12 @@ fn chains_text(settings: &IpamdSettings, primary_ip: Ipv4Addr, vpc_cidrs: &[Ipv4
 }
 
 fn run(args: &[&str], input: Option<&str>) -> Result<bool, DatapathError> {
-    let fail = |message: String| DatapathError::Firewall {
-        command: args.join(" "),
-        message,
-    };
-    let mut child = Command::new(args[0])
-        .args(&args[1..])
-        .stdin(if input.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(e.to_string()))?;
-    if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-        stdin
-            .write_all(text.as_bytes())
-            .map_err(|e| fail(e.to_string()))?;
-    }
-    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
-    Ok(out.status.success())
+    Ok(command::output(args, input)?.success)
 }
 
 fn run_ok(args: &[&str], input: Option<&str>) -> Result<(), DatapathError> {
-    if run(args, input)? {
-        Ok(())
-    } else {
-        Err(DatapathError::Firewall {
-            command: args.join(" "),
-            message: "non-zero exit".to_string(),
-        })
-    }
+    command::run(args, input)?;
+    Ok(())
 }
 
 /// Creates the chains and jumps (or, with external SNAT, removes them). Idempotent.

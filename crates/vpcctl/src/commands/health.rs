@@ -8,7 +8,7 @@ use crate::CliError;
 #[derive(clap::Args)]
 pub struct Args {
     /// ipamd's gRPC socket (or a loopback host:port).
-    #[arg(long, default_value = "/var/run/aws-node/ipamd.sock")]
+    #[arg(long, default_value = node_contract::GRPC_SOCKET)]
     socket: String,
     /// The service to ask about: "" (ipamd is alive) or "rpc.CNIBackend" (an ADD would get an
     /// address now).

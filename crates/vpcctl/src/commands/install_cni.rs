@@ -5,8 +5,6 @@
 //! `AWS_VPC_CNI_NODE_PORT_SUPPORT=false`), which ipamd's unprivileged container cannot (its
 //! /proc/sys is read-only) and without which, loose, it does not report ready.
 
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use crate::CliError;
@@ -113,28 +111,7 @@ fn install(from: &std::path::Path, to: &std::path::Path) -> Result<(), CliError>
         ))
     };
     let bytes = std::fs::read(from).map_err(|e| fail("read", e))?;
-    let dir = to
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    std::fs::create_dir_all(&dir).map_err(|e| fail("create the directory", e))?;
-    let name = to
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o755))?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, to)?;
-        std::fs::File::open(&dir)?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(fail("write", e));
-    }
+    files::write_atomic(to, &bytes, 0o755).map_err(|e| fail("write", e))?;
     println!("installed {} ({} bytes)", to.display(), bytes.len());
     Ok(())
 }

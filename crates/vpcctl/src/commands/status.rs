@@ -1,48 +1,34 @@
 //! `vpcctl status`: a running node's ENIs, pool, targets, ENIConfig and the subnets its pods
 //! use (free, held by pods, held warm), from its introspection endpoint (loopback on the node).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::io::Write;
 
-use serde_json::Value;
+use node_contract::introspection::{self as contract, Client};
 
 use crate::CliError;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// ipamd's introspection address.
-    #[arg(long, default_value = "127.0.0.1:61679")]
+    #[arg(long, default_value = node_contract::INTROSPECTION_ADDRESS)]
     address: String,
     #[arg(long)]
     json: bool,
 }
 
-fn get(address: &str, path: &str) -> Result<Value, CliError> {
-    let fail = |e: String| CliError::Failed(format!("ipamd introspection at {address}{path}: {e}"));
-    let addr = address
-        .parse()
-        .map_err(|_| CliError::Input(format!("--address {address:?} is not host:port")))?;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-        .map_err(|e| fail(e.to_string()))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| fail(e.to_string()))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").map_err(|e| fail(e.to_string()))?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| fail(e.to_string()))?;
-    let text = String::from_utf8_lossy(&raw);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or_default();
-    serde_json::from_str(body).map_err(|e| fail(format!("not JSON: {e}")))
-}
-
 pub fn run(args: &Args, out: &mut impl Write) -> Result<(), CliError> {
-    let enis = get(&args.address, "/v1/enis")?;
-    let pool = get(&args.address, "/v1/pool")?;
-    let config = get(&args.address, "/v1/eni-configs")?;
-    let subnets = get(&args.address, "/v1/subnets")?;
+    let address = args
+        .address
+        .parse()
+        .map_err(|_| CliError::Input(format!("--address {:?} is not host:port", args.address)))?;
+    let client = Client::new(address);
+    let failed = |e: contract::ClientError| CliError::Failed(e.to_string());
+    let enis = client.enis().map_err(failed)?;
+    let pool = client.pool().map_err(failed)?;
+    let config = client
+        .get_json(contract::ENI_CONFIGS_PATH)
+        .map_err(failed)?;
+    let subnets = client.subnets().map_err(failed)?;
     if args.json {
         let all = serde_json::json!({"enis": enis, "pool": pool, "eni_config": config, "subnets": subnets});
         writeln!(
@@ -52,26 +38,26 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<(), CliError> {
         )?;
         return Ok(());
     }
-    let s = &pool["stats"];
+    let s = &pool.stats;
     writeln!(
         out,
         "node {} ({}), max pods {}, network-ready {}",
-        enis["instance_id"].as_str().unwrap_or("?"),
-        pool["instance_type"].as_str().unwrap_or("?"),
-        pool["max_pods"],
-        pool["network_ready"]
+        enis.instance_id, pool.instance_type, pool.max_pods, pool.network_ready
     )?;
     writeln!(
         out,
         "pool: {} addresses, {} assigned, {} available ({} cooling down), {} prefixes; next: {}",
-        s["total"],
-        s["assigned"],
-        pool["available"],
-        s["cooling_down"],
-        s["total_prefixes"],
-        pool["next_action"]["action"].as_str().unwrap_or("?")
+        s.total,
+        s.assigned,
+        pool.available,
+        s.cooling_down,
+        s.total_prefixes,
+        pool.next_action["action"].as_str().unwrap_or("?")
     )?;
-    let t = &pool["targets"];
+    if let Some(why) = pool.can_serve.reason() {
+        writeln!(out, "not ready: {why}")?;
+    }
+    let t = &pool.targets;
     writeln!(
         out,
         "targets: WARM_ENI_TARGET={} WARM_IP_TARGET={} MINIMUM_IP_TARGET={} WARM_PREFIX_TARGET={} prefix delegation {}",
@@ -95,7 +81,7 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<(), CliError> {
     } else {
         writeln!(out, "custom networking off: pod ENIs in the node's subnet")?;
     }
-    if let Some(e) = pool["last_ec2_error"].as_str() {
+    if let Some(e) = &pool.last_ec2_error {
         writeln!(out, "last EC2 error: {e}")?;
     }
     writeln!(
@@ -103,38 +89,27 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<(), CliError> {
         "\n{:<23} {:>3} {:>5} {:<16} {:<8} {:>9}  groups",
         "ENI", "dev", "table", "subnet", "flags", "assigned"
     )?;
-    for e in enis["enis"].as_array().into_iter().flatten() {
-        let addresses = e["addresses"].as_array().map(Vec::len).unwrap_or(0);
-        let assigned = e["addresses"]
-            .as_array()
-            .map(|a| a.iter().filter(|x| x["assigned"] == true).count())
-            .unwrap_or(0);
-        let mut flags = Vec::new();
-        for (key, label) in [
-            ("primary", "primary"),
-            ("excluded", "excl"),
-            ("stale", "stale"),
-        ] {
-            if e[key] == true {
-                flags.push(label);
-            }
-        }
-        let groups: Vec<&str> = e["security_groups"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|g| g.as_str())
-            .collect();
+    for e in &enis.enis {
+        let assigned = e.addresses.iter().filter(|a| a.assigned).count();
+        let flags: Vec<&str> = [
+            (e.primary, "primary"),
+            (e.excluded, "excl"),
+            (e.stale, "stale"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, label)| *label)
+        .collect();
         writeln!(
             out,
             "{:<23} {:>3} {:>5} {:<16} {:<8} {:>9}  {}",
-            e["id"].as_str().unwrap_or("?"),
-            e["device_number"],
-            e["route_table"],
-            e["subnet_cidr"].as_str().unwrap_or("?"),
+            e.id,
+            e.device_number,
+            e.route_table,
+            e.subnet_cidr,
             flags.join(","),
-            format!("{assigned}/{addresses}"),
-            groups.join(",")
+            format!("{assigned}/{}", e.addresses.len()),
+            e.security_groups.join(",")
         )?;
     }
     write_subnets(&subnets, out)
@@ -142,16 +117,14 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<(), CliError> {
 
 /// The subnets the node's pods use or may use: EC2's last free count, and what this node holds
 /// there (on its ENIs; assigned to pods; warm).
-fn write_subnets(subnets: &Value, out: &mut impl Write) -> Result<(), CliError> {
-    let how = if subnets["custom_networking"] == true {
-        format!("ENIConfig {}", subnets["eniconfig"].as_str().unwrap_or("?"))
-    } else if subnets["subnet_discovery"] == true {
-        "subnet discovery".to_string()
-    } else {
-        "the node's subnet".to_string()
+fn write_subnets(subnets: &contract::Subnets, out: &mut impl Write) -> Result<(), CliError> {
+    let how = match (&subnets.eniconfig, subnets.subnet_discovery) {
+        (Some(name), _) if subnets.custom_networking => format!("ENIConfig {name}"),
+        (_, true) => "subnet discovery".to_string(),
+        _ => "the node's subnet".to_string(),
     };
-    let age = subnets["read_s_ago"]
-        .as_u64()
+    let age = subnets
+        .read_s_ago
         .map(|s| format!("{s} s ago"))
         .unwrap_or_else(|| "not yet".to_string());
     writeln!(
@@ -163,42 +136,36 @@ fn write_subnets(subnets: &Value, out: &mut impl Write) -> Result<(), CliError> 
         "{:<26} {:<18} {:<12} {:>6} {:>5} {:>5} {:>5}  state",
         "SUBNET", "CIDR", "ZONE", "FREE", "HELD", "PODS", "WARM"
     )?;
-    let show = |v: &Value| v.as_u64().map_or("-".to_string(), |n| n.to_string());
-    for s in subnets["subnets"].as_array().into_iter().flatten() {
+    for s in &subnets.subnets {
         let mut state = vec![
-            if s["candidate"] == true {
+            if s.candidate {
                 "new ENIs"
             } else {
                 "no new ENIs"
             }
             .to_string(),
         ];
-        if let Some(n) = s["full_backoff_s"].as_u64() {
+        if let Some(n) = s.full_backoff_s {
             state.push(format!("full ({n} s)"));
         }
-        if let Some(n) = s["no_prefix_backoff_s"].as_u64() {
+        if let Some(n) = s.no_prefix_backoff_s {
             state.push(format!("no /28 ({n} s)"));
         }
         writeln!(
             out,
             "{:<26} {:<18} {:<12} {:>6} {:>5} {:>5} {:>5}  {}",
-            s["id"].as_str().unwrap_or("?"),
-            s["cidr"].as_str().unwrap_or("?"),
-            s["availability_zone"].as_str().unwrap_or("?"),
-            show(&s["free"]),
-            show(&s["held"]),
-            show(&s["assigned"]),
-            show(&s["warm"]),
+            s.id,
+            s.cidr.as_deref().unwrap_or("?"),
+            s.availability_zone.as_deref().unwrap_or("?"),
+            s.free.map_or("-".to_string(), |n| n.to_string()),
+            s.held,
+            s.assigned,
+            s.warm,
             state.join(", ")
         )?;
     }
-    for x in subnets["excluded"].as_array().into_iter().flatten() {
-        writeln!(
-            out,
-            "{:<26} excluded: {}",
-            x["id"].as_str().unwrap_or("?"),
-            x["reason"].as_str().unwrap_or("?")
-        )?;
+    for x in &subnets.excluded {
+        writeln!(out, "{:<26} excluded: {}", x.id, x.reason)?;
     }
     Ok(())
 }

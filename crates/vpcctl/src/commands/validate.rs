@@ -156,7 +156,7 @@ pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
                 .subnets(&SubnetQuery::Ids(spec.all_subnets()))
                 .await
                 .map_err(ec2_err)?
-                .into_iter()
+                .iter()
                 .map(SubnetFacts::from)
                 .collect();
             let subnet = subnets.iter().find(|s| s.id == spec.subnet);
@@ -171,7 +171,7 @@ pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
                 primary_block: node_cidr,
                 vpc_cidrs: vpc.cidrs.clone(),
             };
-            let group_facts: Vec<GroupFacts> = groups.into_iter().map(GroupFacts::from).collect();
+            let group_facts: Vec<GroupFacts> = groups.iter().map(GroupFacts::from).collect();
             let validation = eniconfig::validate(name, spec, &facts, &subnets, &group_facts);
             let listed = spec.all_subnets();
             rows.push(Row {
