@@ -135,11 +135,14 @@ subnets:
   - {name: late-a, az: us-west-2a, cidr: 10.0.16.0/21}
   - {name: tagged-c, az: us-west-2c, cidr: 10.0.32.0/20, tags: {kubernetes.io/role/cni: "1"}}
   - {name: nodes-b, az: us-west-2b, cidr: 10.0.2.0/24, tags: {kubernetes.io/role/cni: "0"}}
+  - {name: nodes-c, az: us-west-2a, cidr: 10.0.3.0/24}
 security_groups:
   - {name: nodes, ingress: [{protocol: tcp, ports: "8080", from: "10.0.0.0/16"}]}
 nodes:
   - {name: node-a, instance_type: m5.large, subnet: nodes-a, security_groups: [nodes]}
   - {name: node-b, instance_type: m5.large, subnet: nodes-b, security_groups: [nodes]}
+  - {name: node-c, instance_type: m5.large, subnet: nodes-c, security_groups: [nodes],
+     ipamd_env: {ENABLE_SUBNET_DISCOVERY: "false"}}
 ipamd_env: {CLUSTER_NAME: blue, IPAMD_VPC_REFRESH_INTERVAL: "2", IP_COOLDOWN_PERIOD: "1"}
 nat_gateway: false
 "#;
@@ -267,11 +270,19 @@ async fn subnet_discovery_uses_tagged_subnets_of_the_zone_and_no_other() {
     );
     assert!(pod_enis(&w.tb, "node-b").is_empty());
     w.traffic("pods in the node's, a tagged and a later-tagged subnet");
+    // ENABLE_SUBNET_DISCOVERY=false: the node's own subnet only, though tagged ones have more.
+    // (Its pods stay out of the traffic matrix: the point is where its ENI goes.)
+    for i in 0..2 {
+        w.tb.pod_add("node-c", &format!("c{i}"), &[]).unwrap();
+    }
+    let enis = wait_pod_enis(&w.tb, "node-c", 1);
+    assert_eq!(enis[0].1, id("10.0.3.0/24"), "discovery off");
     w.invariants("node-a", "subnet discovery").await;
 }
 
-/// Two nodes in two zones, custom networking; `pods_a` is us-west-2a's ENIConfig's subnets.
-fn custom(pods: &str, eniconfig_a: &str, env: &str) -> String {
+/// Two nodes in two zones, custom networking; `pods` adds subnets, `eniconfig_a` is us-west-2a's
+/// ENIConfig, `env` more of every ipamd's environment, `nodes` more nodes.
+fn custom(pods: &str, eniconfig_a: &str, env: &str, nodes: &str) -> String {
     format!(
         r#"
 region: us-west-2
@@ -289,6 +300,7 @@ eniconfigs:
 nodes:
   - {{name: node-a, instance_type: m5.large, subnet: nodes-a, labels: {{topology.kubernetes.io/zone: us-west-2a}}}}
   - {{name: node-b, instance_type: m5.large, subnet: nodes-b, labels: {{topology.kubernetes.io/zone: us-west-2b}}}}
+{nodes}
 ipamd_env: {{AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG: "true", ENI_CONFIG_LABEL_DEF: topology.kubernetes.io/zone, IP_COOLDOWN_PERIOD: "1", IPAMD_VPC_REFRESH_INTERVAL: "2", IPAMD_SUBNET_FULL_BACKOFF: "3"{env}}}
 nat_gateway: false
 "#
@@ -300,6 +312,7 @@ async fn an_eniconfig_with_two_subnets_moves_on_when_one_is_full() {
     let tb = Testbed::without_agents(&custom(
         "  - {name: pods-a, az: us-west-2a, cidr: 100.64.0.0/28}\n  - {name: pods-a2, az: us-west-2a, cidr: 100.64.1.0/28}",
         "{name: us-west-2a, subnet: pods-a, subnets: [pods-a2], security_groups: [pods]}",
+        "",
         "",
     ));
     let ids = subnets_by_cidr(&tb).await;
@@ -395,6 +408,7 @@ async fn expand_grows_a_running_testbeds_pod_space_without_restarts() {
     let tb = Testbed::with_agents(Some(&custom(
         "  - {name: pods-a, az: us-west-2a, cidr: 100.64.0.0/28}",
         "{name: us-west-2a, subnet: pods-a, security_groups: [pods]}",
+        "",
         "",
     )));
     let vpc = tb.status["vpc_id"].as_str().unwrap().to_string();
@@ -523,6 +537,7 @@ async fn prefix_delegation_on_a_fragmented_subnet_falls_back_to_single_addresses
         "  - {name: pods-a, az: us-west-2a, cidr: 100.64.0.0/26}",
         "{name: us-west-2a, subnet: pods-a, security_groups: [pods]}",
         r#", ENABLE_PREFIX_DELEGATION: "true""#,
+        r#"  - {name: node-c, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}, ipamd_env: {IPAMD_PREFIX_FALLBACK: "false"}}"#,
     ));
     let ids = subnets_by_cidr(&tb).await;
     let subnet = ids["100.64.0.0/26"].clone();
