@@ -127,6 +127,29 @@ impl SdkEc2 {
         }
     }
 
+    /// Every page of a call paginated by `next_token`, each page timed and counted as one call.
+    pub(crate) async fn pages<P, E, Fut>(
+        &self,
+        action: &'static str,
+        mut request: impl FnMut(Option<String>) -> Fut,
+        next_token: fn(&P) -> Option<&str>,
+    ) -> Result<Vec<P>, Ec2Error>
+    where
+        Fut: Future<Output = Result<P, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let mut pages = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.call(action, request(token.take())).await?;
+            token = next_token(&page).map(str::to_string);
+            pages.push(page);
+            if token.is_none() {
+                return Ok(pages);
+            }
+        }
+    }
+
     /// The underlying SDK client (for tools that need calls beyond the trait, e.g. seeding).
     pub fn sdk(&self) -> &Client {
         &self.client
@@ -270,25 +293,24 @@ impl SdkEc2 {
         action: &'static str,
         filters: Vec<Filter>,
     ) -> Result<Vec<NetworkInterface>, Ec2Error> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .call(
-                    action,
+        let pages = self
+            .pages(
+                action,
+                |token| {
                     self.client
                         .describe_network_interfaces()
                         .set_filters(Some(filters.clone()))
                         .set_next_token(token)
-                        .send(),
-                )
-                .await?;
-            out.extend(page.network_interfaces().iter().map(convert_eni));
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+                        .send()
+                },
+                |p| p.next_token(),
+            )
+            .await?;
+        Ok(pages
+            .iter()
+            .flat_map(|p| p.network_interfaces())
+            .map(convert_eni)
+            .collect())
     }
 }
 
@@ -299,27 +321,24 @@ impl SdkEc2 {
         filters: Vec<Filter>,
     ) -> Result<Vec<Subnet>, Ec2Error> {
         let action = "DescribeSubnets";
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .call(
-                    action,
+        let pages = self
+            .pages(
+                action,
+                |token| {
                     self.client
                         .describe_subnets()
                         .set_filters(Some(filters.clone()))
                         .set_next_token(token)
-                        .send(),
-                )
-                .await?;
-            for s in page.subnets() {
-                out.push(convert_subnet(action, s)?);
-            }
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+                        .send()
+                },
+                |p| p.next_token(),
+            )
+            .await?;
+        pages
+            .iter()
+            .flat_map(|p| p.subnets())
+            .map(|s| convert_subnet(action, s))
+            .collect()
     }
 }
 
@@ -654,30 +673,25 @@ impl Ec2 for SdkEc2 {
                 &["pending", "running", "shutting-down", "stopping", "stopped"],
             ),
         ];
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .call(
-                    action,
+        let pages = self
+            .pages(
+                action,
+                |token| {
                     self.client
                         .describe_instances()
                         .set_filters(Some(filters.clone()))
                         .set_next_token(token)
-                        .send(),
-                )
-                .await?;
-            out.extend(
-                page.reservations()
-                    .iter()
-                    .flat_map(|r| r.instances())
-                    .filter_map(|i| i.instance_id().map(str::to_string)),
-            );
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+                        .send()
+                },
+                |p| p.next_token(),
+            )
+            .await?;
+        Ok(pages
+            .iter()
+            .flat_map(|p| p.reservations())
+            .flat_map(|r| r.instances())
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect())
     }
 
     async fn instance_type_limits(&self, instance_type: &str) -> Result<InstanceLimits, Ec2Error> {
