@@ -30,6 +30,10 @@ pub enum AdminError {
         #[source]
         source: kube::Error,
     },
+    #[error(
+        "ENIConfig {name}: the API server dropped {field}: the cluster's ENIConfig CRD predates it; apply ours (deploy/crd.yaml, or `vpcctl crd | kubectl apply -f -`) and run again"
+    )]
+    Pruned { name: String, field: &'static str },
     #[error("DaemonSet {namespace}/{name} has no container named {container}")]
     NoContainer {
         namespace: String,
@@ -95,13 +99,21 @@ pub async fn apply_eniconfig(
         spec: wanted,
         status: None,
     };
-    api.patch(
-        name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .map_err(api_error(format!("applying ENIConfig {name}")))?;
+    let applied = api
+        .patch(
+            name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .map_err(api_error(format!("applying ENIConfig {name}")))?;
+    // A cluster with the older CRD (no spec.subnets in its schema) prunes the field silently.
+    if spec.subnets.is_some() && applied.spec.subnets != spec.subnets {
+        return Err(AdminError::Pruned {
+            name: name.to_string(),
+            field: "spec.subnets",
+        });
+    }
     Ok(change)
 }
 

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
     derive = "PartialEq",
     doc = "ENIConfig names the subnet and security groups of the ENIs that ipamd creates for pods on the nodes that select it (custom networking).",
     printcolumn(name = "Subnet", type_ = "string", json_path = ".spec.subnet"),
+    printcolumn(name = "MoreSubnets", type_ = "string", json_path = ".spec.subnets"),
     printcolumn(
         name = "SecurityGroups",
         type_ = "string",
@@ -61,13 +62,27 @@ pub struct EniConfigStatus {
     /// The availability zone of spec.subnet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub availability_zone: Option<String>,
-    /// Free addresses in spec.subnet when last checked.
+    /// Free addresses in spec.subnet (with spec.subnets: in all of them) when last checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available_ip_address_count: Option<i64>,
+    /// With spec.subnets: each subnet that exists, with its zone and free addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["id"]))]
+    pub subnets: Option<Vec<SubnetStatus>>,
     /// SubnetFound, SecurityGroupsFound or SecurityGroupsDefaulted, SameVPC, Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Option<Vec<Condition>>,
+}
+
+/// One subnet of an ENIConfig as EC2 reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SubnetStatus {
+    pub id: String,
+    pub cidr: String,
+    pub availability_zone: String,
+    pub available_ip_address_count: i64,
 }
 
 /// A standard Kubernetes condition (metav1.Condition).

@@ -11,7 +11,9 @@ pub mod status;
 pub mod watch;
 
 pub use connect::{ConnectError, Retry, connect, wait_for_api};
-pub use crd::{Condition, ENIConfig, EniConfigResourceSpec, EniConfigStatus, crd_yaml};
+pub use crd::{
+    Condition, ENIConfig, EniConfigResourceSpec, EniConfigStatus, SubnetStatus, crd_yaml,
+};
 pub use events::{NodeEvent, publish_node_events};
 pub use lease::{Election, LEASE_NAME, elect};
 pub use status::{Facts, run_writer, status_for, write_all};

@@ -12,12 +12,16 @@ use serde_json::json;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::crd::{Condition, ENIConfig, EniConfigResourceSpec, EniConfigStatus};
+use crate::crd::{Condition, ENIConfig, EniConfigResourceSpec, EniConfigStatus, SubnetStatus};
 
-/// What EC2 says about an ENIConfig's subnet and groups. Implemented by the agent on its EC2 client.
+/// What EC2 says about an ENIConfig's subnets and groups. Implemented by the agent on its EC2
+/// client.
 pub trait Facts: Send + Sync {
-    /// None when the subnet does not exist.
-    fn subnet(&self, id: &str) -> impl Future<Output = Result<Option<SubnetFacts>, String>> + Send;
+    /// The subnets among `ids` that exist (one DescribeSubnets).
+    fn subnets(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<SubnetFacts>, String>> + Send;
     /// The groups among `ids` that exist.
     fn groups(
         &self,
@@ -25,58 +29,87 @@ pub trait Facts: Send + Sync {
     ) -> impl Future<Output = Result<Vec<GroupFacts>, String>> + Send;
 }
 
-/// Pure: the status of an ENIConfig in the cluster's VPC. `previous` keeps each condition's
-/// lastTransitionTime while its status does not change, so an unchanged ENIConfig yields an
-/// identical status and is not written again.
+/// Pure: the status of an ENIConfig in the cluster's VPC. `subnets` is EC2's answer for the
+/// spec's subnets (`spec.subnet` and `spec.subnets`; missing ones absent). `previous` keeps each
+/// condition's lastTransitionTime while its status does not change, so an unchanged ENIConfig
+/// yields an identical status and is not written again.
 pub fn status_for(
     name: &str,
     spec: &EniConfigResourceSpec,
     vpc_id: &str,
-    subnet: Option<&SubnetFacts>,
+    subnets: &[SubnetFacts],
     groups: &[GroupFacts],
     previous: Option<&EniConfigStatus>,
     now: Timestamp,
 ) -> EniConfigStatus {
     let mut conditions = Vec::new();
     let mut problems: Vec<(&str, String)> = Vec::new();
-    match subnet {
-        Some(s) => {
-            conditions.push((
-                "SubnetFound",
-                "True",
-                "SubnetFound".to_string(),
-                format!("subnet {} ({}) is in {}", s.id, s.cidr, s.availability_zone),
+    let listed = spec.all_subnets();
+    let found: Vec<&SubnetFacts> = listed
+        .iter()
+        .filter_map(|id| subnets.iter().find(|s| &s.id == id))
+        .collect();
+    let missing: Vec<&str> = listed
+        .iter()
+        .filter(|id| !subnets.iter().any(|s| &s.id == *id))
+        .map(String::as_str)
+        .collect();
+    let described = found
+        .iter()
+        .map(|s| format!("subnet {} ({}) is in {}", s.id, s.cidr, s.availability_zone))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if missing.is_empty() {
+        conditions.push(("SubnetFound", "True", "SubnetFound".to_string(), described));
+    } else {
+        let m = format!("subnet {} does not exist", missing.join(", "));
+        conditions.push(("SubnetFound", "False", "SubnetNotFound".into(), m.clone()));
+        problems.push(("SubnetNotFound", m));
+    }
+    let foreign: Vec<String> = found
+        .iter()
+        .filter(|s| s.vpc_id != vpc_id)
+        .map(|s| format!("subnet {} is in VPC {}", s.id, s.vpc_id))
+        .collect();
+    if found.is_empty() {
+        let m = format!("subnet {} does not exist", spec.subnet);
+        conditions.push(("SameVPC", "Unknown", "SubnetNotFound".into(), m));
+    } else if foreign.is_empty() {
+        let ids: Vec<&str> = found.iter().map(|s| s.id.as_str()).collect();
+        conditions.push((
+            "SameVPC",
+            "True",
+            "SameVPC".into(),
+            format!("subnet {} is in VPC {vpc_id}", ids.join(", ")),
+        ));
+    } else {
+        let m = format!(
+            "{}, the cluster's nodes are in VPC {vpc_id}",
+            foreign.join("; ")
+        );
+        conditions.push(("SameVPC", "False", "OtherVPC".into(), m.clone()));
+        problems.push(("OtherVPC", m));
+    }
+    let zones: std::collections::BTreeSet<&str> =
+        found.iter().map(|s| s.availability_zone.as_str()).collect();
+    if zones.len() > 1 {
+        problems.push((
+            "SubnetsInSeveralZones",
+            format!(
+                "the subnets are in {}: an ENIConfig's subnets must share one zone (a node attaches ENIs in its own zone only)",
+                zones.iter().copied().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    if eniconfig::is_zone_name(name) {
+        for s in found.iter().filter(|s| s.availability_zone != name) {
+            problems.push((
+                "ZoneMismatch",
+                format!(
+                    "ENIConfig {name} is named after a zone but subnet {} is in {}: nodes of {name} cannot attach ENIs there",
+                    s.id, s.availability_zone
+                ),
             ));
-            if s.vpc_id == vpc_id {
-                conditions.push((
-                    "SameVPC",
-                    "True",
-                    "SameVPC".into(),
-                    format!("subnet {} is in VPC {vpc_id}", s.id),
-                ));
-            } else {
-                let m = format!(
-                    "subnet {} is in VPC {}, the cluster's nodes are in VPC {vpc_id}",
-                    s.id, s.vpc_id
-                );
-                conditions.push(("SameVPC", "False", "OtherVPC".into(), m.clone()));
-                problems.push(("OtherVPC", m));
-            }
-            if eniconfig::is_zone_name(name) && name != s.availability_zone {
-                problems.push((
-                    "ZoneMismatch",
-                    format!(
-                        "ENIConfig {name} is named after a zone but subnet {} is in {}: nodes of {name} cannot attach ENIs there",
-                        s.id, s.availability_zone
-                    ),
-                ));
-            }
-        }
-        None => {
-            let m = format!("subnet {} does not exist", spec.subnet);
-            conditions.push(("SubnetFound", "False", "SubnetNotFound".into(), m.clone()));
-            conditions.push(("SameVPC", "Unknown", "SubnetNotFound".into(), m.clone()));
-            problems.push(("SubnetNotFound", m));
         }
     }
     let wanted = spec.security_groups.as_deref().unwrap_or_default();
@@ -158,8 +191,20 @@ pub fn status_for(
         })
         .collect();
     EniConfigStatus {
-        availability_zone: subnet.map(|s| s.availability_zone.clone()),
-        available_ip_address_count: subnet.map(|s| i64::from(s.available_addresses)),
+        availability_zone: found.first().map(|s| s.availability_zone.clone()),
+        available_ip_address_count: (!found.is_empty())
+            .then(|| found.iter().map(|s| i64::from(s.available_addresses)).sum()),
+        subnets: (listed.len() > 1).then(|| {
+            found
+                .iter()
+                .map(|s| SubnetStatus {
+                    id: s.id.clone(),
+                    cidr: s.cidr.to_string(),
+                    availability_zone: s.availability_zone.clone(),
+                    available_ip_address_count: i64::from(s.available_addresses),
+                })
+                .collect()
+        }),
         conditions: Some(conditions),
     }
 }
@@ -173,7 +218,7 @@ pub async fn write_all<F: Facts>(
     let mut written = 0;
     for eniconfig in api.list(&ListParams::default()).await? {
         let name = eniconfig.name_any();
-        let subnet = match facts.subnet(&eniconfig.spec.subnet).await {
+        let subnets = match facts.subnets(&eniconfig.spec.all_subnets()).await {
             Ok(s) => s,
             Err(e) => {
                 warn!(
@@ -204,7 +249,7 @@ pub async fn write_all<F: Facts>(
             &name,
             &eniconfig.spec,
             vpc_id,
-            subnet.as_ref(),
+            &subnets,
             &groups,
             eniconfig.status.as_ref(),
             Timestamp::now(),

@@ -265,19 +265,24 @@ async fn start_up_waits_for_the_api_server_and_gives_up_after_the_bound() {
 struct FakeEc2;
 
 impl Facts for FakeEc2 {
-    async fn subnet(&self, id: &str) -> Result<Option<SubnetFacts>, String> {
-        let vpc = match id {
-            "subnet-gone" => return Ok(None),
-            "subnet-other-vpc" => "vpc-other",
-            _ => "vpc-1",
-        };
-        Ok(Some(SubnetFacts {
-            id: id.into(),
-            vpc_id: vpc.into(),
-            availability_zone: "us-west-2a".into(),
-            cidr: "100.64.0.0/19".parse().unwrap(),
-            available_addresses: 8000,
-        }))
+    async fn subnets(&self, ids: &[String]) -> Result<Vec<SubnetFacts>, String> {
+        Ok(ids
+            .iter()
+            .filter(|id| *id != "subnet-gone")
+            .map(|id| SubnetFacts {
+                id: id.clone(),
+                vpc_id: if id == "subnet-other-vpc" {
+                    "vpc-other"
+                } else {
+                    "vpc-1"
+                }
+                .into(),
+                availability_zone: "us-west-2a".into(),
+                cidr: "100.64.0.0/19".parse().unwrap(),
+                available_addresses: 8000,
+                tags: Default::default(),
+            })
+            .collect())
     }
     async fn groups(&self, ids: &[String]) -> Result<Vec<GroupFacts>, String> {
         Ok(ids
@@ -469,6 +474,7 @@ async fn vpcctl_applies_eniconfigs_only_when_they_differ() {
     let same = eniconfig::EniConfigSpec {
         subnet: "subnet-0a1b2c3d4e5f60001".into(),
         security_groups: Some(vec!["sg-0ab1c2d3e4f567890".into()]),
+        subnets: None,
     };
     api.json(&format!("GET {ENICONFIG_A}"), existing.clone());
     assert_eq!(
@@ -480,6 +486,7 @@ async fn vpcctl_applies_eniconfigs_only_when_they_differ() {
     let other = eniconfig::EniConfigSpec {
         subnet: "subnet-0ffffffffffffffff".into(),
         security_groups: None,
+        subnets: None,
     };
     api.json(&format!("GET {ENICONFIG_A}"), existing.clone());
     api.json(&format!("PATCH {ENICONFIG_A}"), existing.clone());

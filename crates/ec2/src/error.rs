@@ -48,6 +48,11 @@ pub enum Ec2Error {
 }
 
 impl Ec2Error {
+    /// No free aligned /28 in the subnet: prefix delegation may fall back to single addresses.
+    pub fn no_free_prefix(&self) -> bool {
+        matches!(self, Ec2Error::Api { code, .. } if code == NO_FREE_PREFIX)
+    }
+
     pub fn class(&self) -> ErrorClass {
         match self {
             Ec2Error::MissingPermission { .. } => ErrorClass::Unauthorized,
@@ -81,13 +86,22 @@ impl Ec2Error {
     }
 }
 
-/// Classifies an EC2 error code.
-pub fn classify(code: &str) -> ErrorClass {
+/// EC2's code for a subnet without a free aligned /28 (fragmented or full): the ENI may still get
+/// single addresses there.
+pub const NO_FREE_PREFIX: &str = "InsufficientCidrBlocks";
+
+/// Classifies an EC2 error by its code and, where EC2 reuses a generic code, its message:
+/// `InvalidParameterValue` "There aren't sufficient free Ipv4 addresses or prefixes" is a full
+/// subnet, not bad input.
+pub fn classify(code: &str, message: &str) -> ErrorClass {
+    if code == "InvalidParameterValue" && says_subnet_full(message) {
+        return ErrorClass::SubnetFull;
+    }
     match code {
         "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "RequestThrottled" => {
             ErrorClass::Throttled
         }
-        "InsufficientFreeAddressesInSubnet" | "InsufficientCidrBlocks" => ErrorClass::SubnetFull,
+        "InsufficientFreeAddressesInSubnet" | NO_FREE_PREFIX => ErrorClass::SubnetFull,
         "AttachmentLimitExceeded" | "PrivateIpAddressLimitExceeded" => ErrorClass::LimitExceeded,
         "UnauthorizedOperation" | "AuthFailure" => ErrorClass::Unauthorized,
         c if c.ends_with(".NotFound") => ErrorClass::NotFound,
@@ -97,34 +111,67 @@ pub fn classify(code: &str) -> ErrorClass {
     }
 }
 
+/// EC2's wordings of "the subnet has too few free addresses" under a generic code.
+fn says_subnet_full(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("sufficient free") && (m.contains("address") || m.contains("prefix"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn codes_map_to_classes() {
-        assert_eq!(classify("RequestLimitExceeded"), ErrorClass::Throttled);
+        assert_eq!(classify("RequestLimitExceeded", ""), ErrorClass::Throttled);
         assert_eq!(
-            classify("InsufficientFreeAddressesInSubnet"),
+            classify("InsufficientFreeAddressesInSubnet", ""),
             ErrorClass::SubnetFull
         );
-        assert_eq!(classify("InsufficientCidrBlocks"), ErrorClass::SubnetFull);
         assert_eq!(
-            classify("AttachmentLimitExceeded"),
+            classify("InsufficientCidrBlocks", ""),
+            ErrorClass::SubnetFull
+        );
+        assert_eq!(
+            classify("AttachmentLimitExceeded", ""),
             ErrorClass::LimitExceeded
         );
         assert_eq!(
-            classify("PrivateIpAddressLimitExceeded"),
+            classify("PrivateIpAddressLimitExceeded", ""),
             ErrorClass::LimitExceeded
         );
-        assert_eq!(classify("UnauthorizedOperation"), ErrorClass::Unauthorized);
         assert_eq!(
-            classify("InvalidNetworkInterfaceID.NotFound"),
+            classify("UnauthorizedOperation", ""),
+            ErrorClass::Unauthorized
+        );
+        assert_eq!(
+            classify("InvalidNetworkInterfaceID.NotFound", ""),
             ErrorClass::NotFound
         );
-        assert_eq!(classify("InvalidNetworkInterface.InUse"), ErrorClass::InUse);
-        assert_eq!(classify("InvalidParameterValue"), ErrorClass::Invalid);
-        assert_eq!(classify("SomethingNew"), ErrorClass::Other);
+        assert_eq!(
+            classify("InvalidNetworkInterface.InUse", ""),
+            ErrorClass::InUse
+        );
+        assert_eq!(
+            classify("InvalidParameterValue", "Invalid id: \"subnet-1\""),
+            ErrorClass::Invalid
+        );
+        // EC2's answer to CreateNetworkInterface and AssignPrivateIpAddresses on a full subnet.
+        assert_eq!(
+            classify(
+                "InvalidParameterValue",
+                "There aren't sufficient free Ipv4 addresses or prefixes"
+            ),
+            ErrorClass::SubnetFull
+        );
+        assert_eq!(
+            classify(
+                "InvalidParameterValue",
+                "insufficient free addresses in subnet-1"
+            ),
+            ErrorClass::SubnetFull
+        );
+        assert_eq!(classify("SomethingNew", ""), ErrorClass::Other);
     }
 
     #[test]

@@ -14,6 +14,7 @@ impl From<&Subnet> for SubnetFacts {
             availability_zone: s.availability_zone.clone(),
             cidr: s.cidr,
             available_addresses: s.available_addresses,
+            tags: s.tags.clone(),
         }
     }
 }

@@ -11,7 +11,7 @@ mod sdk;
 mod setup;
 mod types;
 
-pub use error::{Ec2Error, ErrorClass};
+pub use error::{Ec2Error, ErrorClass, NO_FREE_PREFIX};
 pub use imds::{
     InstanceIdentity, Metadata, MetadataEni, MetadataError, MetadataTimeouts, fetch_identity,
 };
@@ -22,5 +22,6 @@ pub use setup::{
     VpcCidrBlock, VpcDetail,
 };
 pub use types::{
-    AddressRequest, Attachment, CreateEni, Ec2, NetworkInterface, SecurityGroup, Subnet, Vpc,
+    AddressRequest, Attachment, CreateEni, Ec2, NetworkInterface, SecurityGroup, Subnet,
+    SubnetQuery, Vpc,
 };

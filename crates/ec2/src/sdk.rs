@@ -22,7 +22,7 @@ use ipnet::Ipv4Net;
 use crate::error::classify;
 use crate::{
     AddressRequest, Attachment, CreateEni, Ec2, Ec2Error, Ec2Metrics, ErrorClass, NetworkInterface,
-    SecurityGroup, Subnet, Vpc,
+    SecurityGroup, Subnet, SubnetQuery, Vpc,
 };
 
 /// How the SDK retries failed calls (throttling among them).
@@ -135,6 +135,29 @@ impl SdkEc2 {
         }
     }
 
+    /// Every page of a call paginated by `next_token`, each page timed and counted as one call.
+    pub(crate) async fn pages<P, E, Fut>(
+        &self,
+        action: &'static str,
+        mut request: impl FnMut(Option<String>) -> Fut,
+        next_token: fn(&P) -> Option<&str>,
+    ) -> Result<Vec<P>, Ec2Error>
+    where
+        Fut: Future<Output = Result<P, SdkError<E, HttpResponse>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let mut pages = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self.call(action, request(token.take())).await?;
+            token = next_token(&page).map(str::to_string);
+            pages.push(page);
+            if token.is_none() {
+                return Ok(pages);
+            }
+        }
+    }
+
     /// The underlying SDK client (for tools that need calls beyond the trait, e.g. seeding).
     pub fn sdk(&self) -> &Client {
         &self.client
@@ -180,7 +203,7 @@ where
         };
     };
     let message = e.message().unwrap_or_default().to_string();
-    match classify(code) {
+    match classify(code, &message) {
         ErrorClass::Unauthorized => Ec2Error::MissingPermission {
             action,
             code: code.to_string(),
@@ -278,25 +301,52 @@ impl SdkEc2 {
         action: &'static str,
         filters: Vec<Filter>,
     ) -> Result<Vec<NetworkInterface>, Ec2Error> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .call(
-                    action,
+        let pages = self
+            .pages(
+                action,
+                |token| {
                     self.client
                         .describe_network_interfaces()
                         .set_filters(Some(filters.clone()))
                         .set_next_token(token)
-                        .send(),
-                )
-                .await?;
-            out.extend(page.network_interfaces().iter().map(convert_eni));
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+                        .send()
+                },
+                |p| p.next_token(),
+            )
+            .await?;
+        Ok(pages
+            .iter()
+            .flat_map(|p| p.network_interfaces())
+            .map(convert_eni)
+            .collect())
+    }
+}
+
+impl SdkEc2 {
+    /// Every subnet the filters match, all pages.
+    pub(crate) async fn describe_subnets(
+        &self,
+        filters: Vec<Filter>,
+    ) -> Result<Vec<Subnet>, Ec2Error> {
+        let action = "DescribeSubnets";
+        let pages = self
+            .pages(
+                action,
+                |token| {
+                    self.client
+                        .describe_subnets()
+                        .set_filters(Some(filters.clone()))
+                        .set_next_token(token)
+                        .send()
+                },
+                |p| p.next_token(),
+            )
+            .await?;
+        pages
+            .iter()
+            .flat_map(|p| p.subnets())
+            .map(|s| convert_subnet(action, s))
+            .collect()
     }
 }
 
@@ -348,6 +398,25 @@ impl Ec2 for SdkEc2 {
             .first()
             .map(|s| convert_subnet(action, s))
             .transpose()
+    }
+
+    async fn subnets(&self, query: &SubnetQuery) -> Result<Vec<Subnet>, Ec2Error> {
+        // Filters, not ids: an id that does not exist is absent instead of failing the call.
+        let filters = match query {
+            SubnetQuery::Ids(ids) if ids.is_empty() => return Ok(Vec::new()),
+            SubnetQuery::Ids(ids) => {
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                vec![filter("subnet-id", &ids)]
+            }
+            SubnetQuery::Zone {
+                vpc_id,
+                availability_zone,
+            } => vec![
+                filter("vpc-id", &[vpc_id]),
+                filter("availability-zone", &[availability_zone]),
+            ],
+        };
+        self.describe_subnets(filters).await
     }
 
     async fn security_groups(&self, ids: &[String]) -> Result<Vec<SecurityGroup>, Ec2Error> {
@@ -612,30 +681,25 @@ impl Ec2 for SdkEc2 {
                 &["pending", "running", "shutting-down", "stopping", "stopped"],
             ),
         ];
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .call(
-                    action,
+        let pages = self
+            .pages(
+                action,
+                |token| {
                     self.client
                         .describe_instances()
                         .set_filters(Some(filters.clone()))
                         .set_next_token(token)
-                        .send(),
-                )
-                .await?;
-            out.extend(
-                page.reservations()
-                    .iter()
-                    .flat_map(|r| r.instances())
-                    .filter_map(|i| i.instance_id().map(str::to_string)),
-            );
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+                        .send()
+                },
+                |p| p.next_token(),
+            )
+            .await?;
+        Ok(pages
+            .iter()
+            .flat_map(|p| p.reservations())
+            .flat_map(|r| r.instances())
+            .filter_map(|i| i.instance_id().map(str::to_string))
+            .collect())
     }
 
     async fn instance_type_limits(&self, instance_type: &str) -> Result<InstanceLimits, Ec2Error> {

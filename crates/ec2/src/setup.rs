@@ -261,28 +261,7 @@ impl Ec2Setup for SdkEc2 {
     }
 
     async fn vpc_subnets(&self, vpc_id: &str) -> Result<Vec<Subnet>, Ec2Error> {
-        let action = "DescribeSubnets";
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .call(
-                    action,
-                    self.sdk()
-                        .describe_subnets()
-                        .filters(vpc_filter(vpc_id))
-                        .set_next_token(token)
-                        .send(),
-                )
-                .await?;
-            for s in page.subnets() {
-                out.push(convert_subnet(action, s)?);
-            }
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
-        }
+        self.describe_subnets(vec![vpc_filter(vpc_id)]).await
     }
 
     async fn create_subnet(&self, request: &NewSubnet) -> Result<Subnet, Ec2Error> {
@@ -421,19 +400,21 @@ impl Ec2Setup for SdkEc2 {
     }
 
     async fn vpc_instances(&self, vpc_id: &str) -> Result<Vec<Instance>, Ec2Error> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .call(
-                    "DescribeInstances",
+        let pages = self
+            .pages(
+                "DescribeInstances",
+                |token| {
                     self.sdk()
                         .describe_instances()
                         .filters(vpc_filter(vpc_id))
                         .set_next_token(token)
-                        .send(),
-                )
-                .await?;
+                        .send()
+                },
+                |p| p.next_token(),
+            )
+            .await?;
+        let mut out = Vec::new();
+        for page in &pages {
             for i in page.reservations().iter().flat_map(|r| r.instances()) {
                 let state = i
                     .state()
@@ -478,10 +459,7 @@ impl Ec2Setup for SdkEc2 {
                     enis,
                 });
             }
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                return Ok(out);
-            }
         }
+        Ok(out)
     }
 }

@@ -46,6 +46,18 @@ pub struct Subnet {
     pub tags: BTreeMap<String, String>,
 }
 
+/// Which subnets a DescribeSubnets asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubnetQuery {
+    /// These subnets; those that do not exist are absent from the answer (no error).
+    Ids(Vec<String>),
+    /// Every subnet of the VPC in the zone (subnet discovery's candidates).
+    Zone {
+        vpc_id: String,
+        availability_zone: String,
+    },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SecurityGroup {
     pub id: String,
@@ -86,6 +98,11 @@ pub trait Ec2: Send + Sync {
         instance_id: &str,
     ) -> impl Future<Output = Result<Vec<NetworkInterface>, Ec2Error>> + Send;
     fn subnet(&self, id: &str) -> impl Future<Output = Result<Option<Subnet>, Ec2Error>> + Send;
+    /// Several subnets in one DescribeSubnets (all pages), with their tags and free addresses.
+    fn subnets(
+        &self,
+        query: &SubnetQuery,
+    ) -> impl Future<Output = Result<Vec<Subnet>, Ec2Error>> + Send;
     /// The groups among `ids` that exist (missing ones are simply absent).
     fn security_groups(
         &self,

@@ -1,8 +1,9 @@
 //! The ENIConfig resource (`custom-networking.md`): its manifest form, which one a node uses,
-//! and its validation against EC2 facts. Pure: no I/O.
+//! its validation against EC2 facts, and which subnet a new pod ENI goes to. Pure: no I/O.
 
 mod manifest;
 mod select;
+pub mod subnets;
 mod validate;
 
 pub use manifest::{

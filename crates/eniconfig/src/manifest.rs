@@ -21,12 +21,60 @@ pub struct EniConfigSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub security_groups: Option<Vec<String>>,
+    /// More subnets for pod ENIs beside `subnet`, all in the same VPC and zone (ours: clients of
+    /// the existing CRD ignore it). Each new ENI goes to the one of them with the most free
+    /// addresses, the next when one is full; ENIs already made stay where they are. Listing
+    /// `subnet` again is allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnets: Option<Vec<String>>,
 }
 
 impl EniConfigSpec {
+    /// A spec of one subnet (what the reference document's ENIConfigs are).
+    pub fn new(subnet: impl Into<String>, security_groups: Option<Vec<String>>) -> Self {
+        EniConfigSpec {
+            subnet: subnet.into(),
+            security_groups,
+            subnets: None,
+        }
+    }
+
     /// Listed groups; empty when the field is missing or empty.
     pub fn groups(&self) -> &[String] {
         self.security_groups.as_deref().unwrap_or_default()
+    }
+
+    /// Every subnet pod ENIs may go to: `subnet` first, then `subnets` in order, each once.
+    pub fn all_subnets(&self) -> Vec<String> {
+        let mut out = vec![self.subnet.clone()];
+        for s in self.subnets.iter().flatten() {
+            if !out.contains(s) {
+                out.push(s.clone());
+            }
+        }
+        out
+    }
+
+    /// This spec with `subnet` added to `spec.subnets` (unchanged when it is listed already).
+    pub fn with_subnet(&self, subnet: String) -> EniConfigSpec {
+        let mut out = self.clone();
+        if !self.all_subnets().contains(&subnet) {
+            out.subnets.get_or_insert_with(Vec::new).push(subnet);
+        }
+        out
+    }
+
+    /// `spec.subnets` entries that cannot name a subnet (empty), by position.
+    fn subnet_list_problem(&self) -> Option<String> {
+        let empty: Vec<String> = self
+            .subnets
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, s)| s.trim().is_empty())
+            .map(|(i, _)| i.to_string())
+            .collect();
+        (!empty.is_empty()).then(|| format!("spec.subnets[{}] is empty", empty.join(", ")))
     }
 }
 
@@ -196,6 +244,9 @@ pub fn parse_manifests(text: &str) -> Result<Vec<Object>, ManifestError> {
                 if spec.subnet.trim().is_empty() {
                     return Err(invalid("spec.subnet is empty".into()));
                 }
+                if let Some(problem) = spec.subnet_list_problem() {
+                    return Err(invalid(problem));
+                }
                 out.push(Object::EniConfig(EniConfig { name, spec }));
             }
             _ => {}
@@ -251,6 +302,36 @@ metadata: {name: ignored}
             panic!()
         };
         assert_eq!(n.labels["topology.kubernetes.io/zone"], "us-west-2a");
+    }
+
+    #[test]
+    fn several_subnets_beside_the_required_one() {
+        let objects = parse_manifests(
+            "apiVersion: crd.k8s.amazonaws.com/v1alpha1\nkind: ENIConfig\nmetadata: {name: a}\nspec: {subnet: subnet-1, subnets: [subnet-2, subnet-1, subnet-3]}\n",
+        )
+        .unwrap();
+        let Object::EniConfig(a) = &objects[0] else {
+            panic!()
+        };
+        assert_eq!(a.spec.all_subnets(), ["subnet-1", "subnet-2", "subnet-3"]);
+        // Without the list: the one subnet, as the reference document's ENIConfigs.
+        assert_eq!(
+            EniConfigSpec::new("subnet-9", None).all_subnets(),
+            ["subnet-9"]
+        );
+        let err = parse_manifests(
+            "apiVersion: crd.k8s.amazonaws.com/v1alpha1\nkind: ENIConfig\nmetadata: {name: a}\nspec: {subnet: subnet-1, subnets: [subnet-2, \"\"]}\n",
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("spec.subnets[1] is empty"),
+            "{err}"
+        );
+        let err = parse_manifests(
+            "apiVersion: crd.k8s.amazonaws.com/v1alpha1\nkind: ENIConfig\nmetadata: {name: a}\nspec: {subnet: subnet-1, subnets: subnet-2}\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("spec:"), "{err}");
     }
 
     #[test]

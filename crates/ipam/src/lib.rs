@@ -11,5 +11,6 @@ pub use datastore::{
     AllocKey, Allocation, Assignment, Datastore, DatastoreError, Eni, EniView, PodMetadata,
     Released, Stats, route_table_id,
 };
+pub use pool::simulate::{Held, Simulation, settle};
 pub use pool::{PoolAction, PoolSettings, PoolState, decide};
 pub use time::Time;

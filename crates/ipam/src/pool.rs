@@ -44,6 +44,9 @@ pub struct PoolState {
     /// Interfaces attached to the instance, unmanaged and excluded ones included.
     pub attached_enis: usize,
     pub last_decrease: Option<Time>,
+    /// ENIs that cannot take more addresses now (their subnet refused them and rests): growing
+    /// skips them, so a new ENI may go to another subnet instead.
+    pub cannot_grow: Vec<String>,
 }
 
 /// The next step, in slots (secondary addresses or prefixes, by mode).
@@ -142,6 +145,7 @@ fn grow(s: &PoolSettings, state: &PoolState, short: usize) -> PoolAction {
         .enis
         .iter()
         .filter(|e| !e.excluded && e.blocks.len() < s.slots_per_eni)
+        .filter(|e| !state.cannot_grow.contains(&e.id))
         .min_by_key(|e| e.device_number);
     if let Some(eni) = with_room {
         return PoolAction::AddToEni {
@@ -253,6 +257,8 @@ fn freeable_eni(s: &PoolSettings, state: &PoolState, now: Time) -> Option<String
         .max_by_key(|e| e.device_number)
         .map(|e| e.id.clone())
 }
+
+pub mod simulate;
 
 #[cfg(test)]
 mod tests;

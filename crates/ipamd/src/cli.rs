@@ -138,7 +138,10 @@ pub struct Options {
     )]
     pub decrease_interval: u64,
 
-    /// How often the VPC's CIDR blocks are re-read from instance metadata (seconds).
+    /// How often the VPC's CIDR blocks are re-read from instance metadata, and how long what
+    /// DescribeSubnets said about the subnets pod ENIs may go to (ENIConfig subnets, subnet
+    /// discovery) is trusted (seconds, jittered by up to 10 %). Subnets are re-read only when an
+    /// ENI is about to be created: a node at rest makes no DescribeSubnets call.
     #[arg(
         long,
         env = "IPAMD_VPC_REFRESH_INTERVAL",
@@ -147,6 +150,19 @@ pub struct Options {
         default_value = "60"
     )]
     pub vpc_refresh_interval: u64,
+
+    /// Prefix delegation: when no candidate subnet has a free aligned /28 (EC2's
+    /// InsufficientCidrBlocks), give that ENI single addresses instead, said by a
+    /// `PrefixFallback` event and `awscni_prefix_fallback_total`; false leaves such a subnet
+    /// alone like a full one.
+    #[arg(
+        long,
+        env = "IPAMD_PREFIX_FALLBACK",
+        value_name = "IPAMD_PREFIX_FALLBACK",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub prefix_fallback: bool,
 
     /// How long a subnet that reported no free addresses is left alone (seconds).
     #[arg(
@@ -253,6 +269,9 @@ impl Options {
     }
     pub fn subnet_full_backoff(&self) -> Duration {
         Duration::from_secs(self.subnet_full_backoff)
+    }
+    pub fn vpc_refresh_interval(&self) -> Duration {
+        Duration::from_secs(self.vpc_refresh_interval)
     }
     pub fn reconcile_interval(&self) -> Duration {
         Duration::from_secs(self.reconcile_interval)

@@ -9,11 +9,11 @@ use eniconfig::{GroupFacts, SubnetFacts};
 pub struct Ec2Facts<C>(pub Arc<C>);
 
 impl<C: Ec2 + 'static> cluster::Facts for Ec2Facts<C> {
-    async fn subnet(&self, id: &str) -> Result<Option<SubnetFacts>, String> {
+    async fn subnets(&self, ids: &[String]) -> Result<Vec<SubnetFacts>, String> {
         self.0
-            .subnet(id)
+            .subnets(&ec2::SubnetQuery::Ids(ids.to_vec()))
             .await
-            .map(|s| s.as_ref().map(SubnetFacts::from))
+            .map(|s| s.iter().map(SubnetFacts::from).collect())
             .map_err(|e| e.to_string())
     }
 

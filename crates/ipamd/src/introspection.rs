@@ -20,6 +20,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/networkutils-env-settings", get(networkutils_settings))
         .route(contract::POOL_PATH, get(pool))
         .route("/v1/compat", get(compat))
+        .route(contract::SUBNETS_PATH, get(subnets))
         .with_state(node)
 }
 
@@ -36,10 +37,10 @@ async fn enis(State(node): State<Arc<Node>>) -> Json<contract::Enis> {
     let st = node.lock();
     let target = match &st.target {
         Some(Target::Ready {
-            subnet_id,
+            subnets,
             security_groups,
             ..
-        }) => Some((subnet_id.clone(), security_groups.clone())),
+        }) => Some((subnets.clone(), security_groups.clone())),
         _ => None,
     };
     let enis = st
@@ -47,8 +48,9 @@ async fn enis(State(node): State<Arc<Node>>) -> Json<contract::Enis> {
         .enis()
         .map(|e| {
             let stale = !e.primary
-                && target.as_ref().is_some_and(|(subnet, groups)| {
-                    &e.subnet_id != subnet || (!groups.is_empty() && &e.security_groups != groups)
+                && target.as_ref().is_some_and(|(subnets, groups)| {
+                    !subnets.contains(&e.subnet_id)
+                        || (!groups.is_empty() && &e.security_groups != groups)
                 });
             let addresses = st
                 .ds
@@ -158,6 +160,84 @@ async fn pool(State(node): State<Arc<Node>>) -> Json<contract::Pool> {
         datapath_problem: st.datapath_problem.clone(),
         last_ec2_error: st.last_ec2_error.clone(),
         kubelet_max_pods: json!(st.max_pods_check),
+    })
+}
+
+/// The subnets this node's pods use or may use: what EC2 last said (zone, free addresses), what
+/// the node holds there (addresses on its ENIs, assigned to pods, warm), and whether the subnet
+/// rests after a refusal; with subnet discovery also the subnets it leaves alone and why.
+async fn subnets(State(node): State<Arc<Node>>) -> Json<contract::Subnets> {
+    let st = node.lock();
+    let now = Time::now();
+    let (candidates, eniconfig) = match &st.target {
+        Some(Target::Ready {
+            subnets, eniconfig, ..
+        }) => (subnets.clone(), eniconfig.clone()),
+        _ => (Vec::new(), None),
+    };
+    let views = st.ds.eni_views(now);
+    let mut ids: Vec<String> = candidates.clone();
+    // Where pods have addresses: not the primary under custom networking.
+    for e in st.ds.enis().filter(|e| !e.excluded) {
+        if !ids.contains(&e.subnet_id) {
+            ids.push(e.subnet_id.clone());
+        }
+    }
+    let until = |m: &std::collections::BTreeMap<String, Time>, id: &str| {
+        m.get(id)
+            .filter(|u| now < **u)
+            .map(|u| u.since(now).as_secs())
+    };
+    let subnets = ids
+        .iter()
+        .map(|id| {
+            let facts = st.subnets.facts.get(id);
+            let enis: Vec<&ipam::EniView> = views
+                .iter()
+                .filter(|v| {
+                    st.ds
+                        .eni(&v.id)
+                        .is_some_and(|e| &e.subnet_id == id && !e.excluded)
+                })
+                .collect();
+            let held: usize = enis.iter().map(|v| v.total).sum();
+            let assigned: usize = enis.iter().map(|v| v.assigned).sum();
+            let cidr = facts.map(|f| f.cidr.to_string()).or_else(|| {
+                st.ds
+                    .enis()
+                    .find(|e| &e.subnet_id == id)
+                    .map(|e| e.subnet_cidr.to_string())
+            });
+            contract::SubnetUse {
+                id: id.clone(),
+                cidr,
+                availability_zone: facts.map(|f| f.availability_zone.clone()),
+                free: facts.map(|f| f.available_addresses),
+                candidate: candidates.contains(id),
+                enis: enis.len(),
+                held,
+                assigned,
+                warm: held - assigned,
+                full_backoff_s: until(&st.subnet_backoff, id),
+                no_prefix_backoff_s: until(&st.subnets.no_prefix, id),
+            }
+        })
+        .collect();
+    Json(contract::Subnets {
+        custom_networking: node.custom_networking(),
+        eniconfig,
+        subnet_discovery: !node.custom_networking() && node.cli.settings.enable_subnet_discovery,
+        read_s_ago: st.subnets.read_at.map(|t| now.since(t).as_secs()),
+        subnets,
+        excluded: st
+            .subnets
+            .excluded
+            .iter()
+            .map(|(id, why)| contract::ExcludedSubnet {
+                id: id.clone(),
+                reason: why.to_string(),
+            })
+            .collect(),
     })
 }
 

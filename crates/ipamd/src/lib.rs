@@ -24,3 +24,4 @@ pub mod reconcile;
 pub mod serve;
 pub mod server;
 pub mod source;
+pub mod subnets;

@@ -31,12 +31,7 @@ impl NodeLimits {
                 .await
                 .map_err(|e| format!("instance type limits: {e}"))?,
         };
-        let options = MaxPodsOptions {
-            custom_networking: settings.custom_network_cfg,
-            prefix_delegation: settings.enable_prefix_delegation,
-            max_eni: settings.max_eni,
-            show_max_allowed: false,
-        };
+        let options = settings.max_pods_options();
         let max_pods = match max_pods(&instance, &options) {
             Ok(m) => m,
             Err(MaxPodsError::UnknownVcpus { .. }) => {
@@ -52,18 +47,12 @@ impl NodeLimits {
             }
             Err(e) => return Err(e.to_string()),
         };
-        let pool = PoolSettings {
-            warm_eni_target: settings.warm_eni_target as usize,
-            warm_ip_target: settings.warm_ip_target as usize,
-            minimum_ip_target: settings.minimum_ip_target as usize,
-            warm_prefix_target: settings.warm_prefix_target as usize,
-            prefix_delegation: settings.enable_prefix_delegation,
-            slots_per_eni: usize::try_from(instance.ipv4_per_eni.saturating_sub(1)).unwrap_or(0),
-            max_enis: max_pods.enis as usize,
-            max_pods: max_pods.max_pods as usize,
-            eni_min_age: Duration::from_secs(cli.options.eni_min_age),
-            decrease_interval: Duration::from_secs(cli.options.decrease_interval),
-        };
+        let pool = settings.pool(
+            &instance,
+            &max_pods,
+            Duration::from_secs(cli.options.eni_min_age),
+            Duration::from_secs(cli.options.decrease_interval),
+        );
         info!(
             max_pods = max_pods.max_pods,
             enis = max_pods.enis,

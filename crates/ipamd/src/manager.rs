@@ -11,7 +11,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ec2::{AddressRequest, CreateEni, Ec2, Ec2Error, ErrorClass, NetworkInterface};
+use ec2::{AddressRequest, CreateEni, Ec2, Ec2Error, ErrorClass, NetworkInterface, SubnetQuery};
 use eniconfig::{GroupFacts, NodeFacts, SubnetFacts, select, validate};
 use ipam::{Eni, PoolAction, Time};
 use ipamd_settings::SgFallback;
@@ -182,21 +182,18 @@ impl<C: Ec2 + 'static> Manager<C> {
                 if let Some(wait) = subnet.and_then(|s| self.backing_off(&s, now)) {
                     return Round::Wait(wait);
                 }
-                self.add_to_eni(eni_id, *slots).await
+                self.grow_eni(eni_id, *slots).await
             }
-            PoolAction::CreateEni { slots } => match target {
-                Some(Target::Ready {
-                    subnet_id,
-                    security_groups,
-                    ..
-                }) => {
-                    if let Some(wait) = self.backing_off(&subnet_id, now) {
-                        return Round::Wait(wait);
-                    }
-                    self.create_eni(&subnet_id, &security_groups, *slots).await
-                }
-                _ => return Round::Idle,
-            },
+            PoolAction::CreateEni { slots } => {
+                return match target {
+                    Some(Target::Ready {
+                        subnets,
+                        security_groups,
+                        ..
+                    }) => self.grow_new_eni(&subnets, &security_groups, *slots).await,
+                    _ => Round::Idle,
+                };
+            }
             PoolAction::ReleaseBlocks { eni_id, blocks } => {
                 self.release_blocks(eni_id, blocks).await
             }
@@ -212,7 +209,7 @@ impl<C: Ec2 + 'static> Manager<C> {
     }
 
     /// How long `subnet` is still left alone after it reported no free addresses.
-    fn backing_off(&self, subnet: &str, now: Time) -> Option<Duration> {
+    pub(crate) fn backing_off(&self, subnet: &str, now: Time) -> Option<Duration> {
         let mut st = self.node.lock();
         let until = *st.subnet_backoff.get(subnet)?;
         if now < until {
@@ -234,7 +231,7 @@ impl<C: Ec2 + 'static> Manager<C> {
 
     /// A subnet without free addresses is left alone for `IPAMD_SUBNET_FULL_BACKOFF`, said once
     /// per back-off as an event, in metrics and in introspection.
-    fn subnet_full(&self, subnet_id: &str, e: &Ec2Error) -> Duration {
+    pub(crate) fn subnet_full(&self, subnet_id: &str, e: &Ec2Error) -> Duration {
         let backoff = self.node.cli.options.subnet_full_backoff();
         let until = Time::now().plus(backoff);
         self.node
@@ -256,7 +253,8 @@ impl<C: Ec2 + 'static> Manager<C> {
         backoff
     }
 
-    async fn on_error(&self, e: &Ec2Error, action: &PoolAction) -> Round {
+    /// Counts and keeps a failed EC2 call (metrics, introspection, the log).
+    pub(crate) fn record_error(&self, e: &Ec2Error) {
         error!(error = %e, "pool manager");
         self.node
             .metrics
@@ -264,22 +262,26 @@ impl<C: Ec2 + 'static> Manager<C> {
             .with_label_values(&[e.action()])
             .inc();
         self.node.lock().last_ec2_error = Some(e.to_string());
+    }
+
+    pub(crate) async fn on_error(&self, e: &Ec2Error, action: &PoolAction) -> Round {
+        self.record_error(e);
         match e.class() {
             ErrorClass::SubnetFull => {
+                // A new ENI's refusal is handled where its subnet was chosen (subnets.rs).
                 let subnet = match action {
                     PoolAction::AddToEni { eni_id, .. } => {
                         self.node.lock().ds.eni(eni_id).map(|e| e.subnet_id.clone())
                     }
-                    PoolAction::CreateEni { .. } => match &self.node.lock().target {
-                        Some(Target::Ready { subnet_id, .. }) => Some(subnet_id.clone()),
-                        _ => None,
-                    },
                     _ => None,
                 };
-                if let Some(subnet) = subnet {
-                    return Round::Wait(self.subnet_full(&subnet, e));
+                match subnet {
+                    Some(s) if e.no_free_prefix() && self.node.pool.prefix_delegation => {
+                        self.no_free_prefix(&s, e)
+                    }
+                    Some(s) => Round::Wait(self.subnet_full(&s, e)),
+                    None => Round::Idle,
                 }
-                Round::Idle
             }
             // Still throttled after the node's shared back-off (pacing.rs), or unreachable:
             // a jittered pause, so a fleet in the same state does not come back in step.
@@ -328,9 +330,15 @@ impl<C: Ec2 + 'static> Manager<C> {
         if known.is_some() {
             return known;
         }
-        // The ENIConfig's subnet, as its validation read it from EC2.
-        if let Some(cidr) = self.node.lock().subnet_cidrs.get(&eni.subnet_id) {
-            return Some(*cidr);
+        let described = self
+            .node
+            .lock()
+            .subnets
+            .facts
+            .get(&eni.subnet_id)
+            .map(|f| f.cidr);
+        if described.is_some() {
+            return described;
         }
         match self.node.metadata.interface(&eni.mac).await {
             Ok(m) if m.interface_id == eni.id => return Some(m.subnet_cidr),
@@ -413,27 +421,19 @@ impl<C: Ec2 + 'static> Manager<C> {
         }
     }
 
-    fn request(&self, slots: usize) -> AddressRequest {
-        let n = u32::try_from(slots).unwrap_or(u32::MAX);
-        if self.node.pool.prefix_delegation {
-            AddressRequest::Prefixes(n)
-        } else {
-            AddressRequest::Secondary(n)
-        }
-    }
-
-    async fn add_to_eni(&self, eni_id: &str, slots: usize) -> Result<(), Ec2Error> {
-        let blocks = self
-            .ec2
-            .assign_addresses(eni_id, self.request(slots))
-            .await?;
+    pub(crate) async fn add_to_eni(
+        &self,
+        eni_id: &str,
+        request: AddressRequest,
+    ) -> Result<(), Ec2Error> {
+        let blocks = self.ec2.assign_addresses(eni_id, request).await?;
         let mut st = self.node.lock();
         for b in blocks {
             if let Err(e) = st.ds.add_block(eni_id, b) {
                 warn!(error = %e, "adding an assigned block");
             }
         }
-        info!(eni = eni_id, slots, "assigned addresses");
+        info!(eni = eni_id, ?request, "assigned addresses");
         Ok(())
     }
 
@@ -467,11 +467,11 @@ impl<C: Ec2 + 'static> Manager<C> {
     /// Create with addresses and tags in one call, attach, delete-on-termination, wait for the
     /// link, route it. Any failure after the create removes the ENI again (detached first when
     /// it was, or may have been, attached).
-    async fn create_eni(
+    pub(crate) async fn create_eni(
         &self,
         subnet_id: &str,
         groups: &[String],
-        slots: usize,
+        addresses: AddressRequest,
     ) -> Result<(), Ec2Error> {
         let instance = &self.node.identity.instance_id;
         let now = Time::now();
@@ -490,7 +490,7 @@ impl<C: Ec2 + 'static> Manager<C> {
             security_groups: groups.to_vec(),
             description: format!("{DESCRIPTION_PREFIX}{instance}"),
             tags,
-            addresses: self.request(slots),
+            addresses,
         };
         let eni = self.ec2.create_eni(&request).await?;
         let mut device = self.device_index().await;
@@ -578,7 +578,7 @@ impl<C: Ec2 + 'static> Manager<C> {
         {
             let _ = st.ds.add_block(&eni.id, b);
         }
-        info!(eni = eni.id, device, subnet = subnet_id, groups = ?eni.security_groups, slots, "created and attached a pod ENI");
+        info!(eni = eni.id, device, subnet = subnet_id, groups = ?eni.security_groups, ?addresses, "created and attached a pod ENI");
         Ok(())
     }
 
@@ -770,10 +770,10 @@ impl<C: Ec2 + 'static> Manager<C> {
         if !self.node.custom_networking() {
             let target = Target::Ready {
                 eniconfig: None,
-                subnet_id: id.subnet_id.clone(),
+                subnets: self.node_subnets(),
                 security_groups: id.security_groups.clone(),
             };
-            self.node.lock().target = Some(target);
+            self.set_ready(target);
             return;
         }
         let objects = self.node.objects.borrow().clone();
@@ -862,11 +862,26 @@ impl<C: Ec2 + 'static> Manager<C> {
             (true, SgFallback::VpcDefault) => Vec::new(),
             (true, SgFallback::PrimaryEni) => id.security_groups.clone(),
         };
-        self.node.lock().target = Some(Target::Ready {
+        self.set_ready(Target::Ready {
             eniconfig: Some(selection.name.clone()),
-            subnet_id: spec.subnet.clone(),
+            subnets: spec.all_subnets(),
             security_groups: groups,
         });
+    }
+
+    fn set_ready(&self, target: Target) {
+        let previous = {
+            let mut st = self.node.lock();
+            let previous = match &st.target {
+                Some(Target::Ready { subnets, .. }) => Some(subnets.clone()),
+                _ => None,
+            };
+            st.target = Some(target.clone());
+            previous
+        };
+        if let Target::Ready { subnets, .. } = &target {
+            self.publish_candidates(previous.as_deref(), subnets);
+        }
     }
 
     /// `event` names the situation for the Node's Events (`ENIConfigNotFound`, …); it is raised
@@ -893,19 +908,14 @@ impl<C: Ec2 + 'static> Manager<C> {
     ) -> Result<eniconfig::Validation, Ec2Error> {
         let id = &self.node.identity;
         // Both reads at once: they are independent, and a fresh node waits for them.
-        let (subnet, groups) = tokio::join!(
-            self.ec2.subnet(&spec.subnet),
+        let (subnets, groups) = tokio::join!(
+            self.ec2.subnets(&SubnetQuery::Ids(spec.all_subnets())),
             self.ec2.security_groups(spec.groups())
         );
-        let (subnet, groups) = (subnet?, groups?);
-        if let Some(s) = &subnet {
-            self.node
-                .metrics
-                .subnet_free
-                .with_label_values(&[&s.id])
-                .set(i64::from(s.available_addresses));
-            self.node.lock().subnet_cidrs.insert(s.id.clone(), s.cidr);
-        }
+        let subnets: Vec<eniconfig::SubnetFacts> =
+            subnets?.iter().map(SubnetFacts::from).collect();
+        self.remember_subnets(&subnets);
+        let groups = groups?;
         let vpc_cidrs = self.node.vpc_cidrs();
         let primary_block = vpc_cidrs
             .iter()
@@ -917,9 +927,8 @@ impl<C: Ec2 + 'static> Manager<C> {
             primary_block,
             vpc_cidrs,
         };
-        let subnet = subnet.as_ref().map(SubnetFacts::from);
         let groups: Vec<GroupFacts> = groups.iter().map(GroupFacts::from).collect();
-        Ok(validate(name, spec, &facts, subnet.as_ref(), &groups))
+        Ok(validate(name, spec, &facts, &subnets, &groups))
     }
 
     /// Deletes leaked ENIs: detached ENIs of ours (description `aws-K8S-`, our instance tag)

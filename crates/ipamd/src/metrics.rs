@@ -28,6 +28,12 @@ pub struct Metrics {
     pub eniconfig_state: IntGaugeVec,
     /// Ours: 1 while a subnet that reported no free addresses is left alone.
     pub subnet_backoff: IntGaugeVec,
+    /// Ours: ENIs (or assigns) given single addresses because no candidate subnet had a free
+    /// /28 under prefix delegation, per subnet.
+    pub prefix_fallback: IntCounterVec,
+    /// Ours: subnets new pod ENIs may go to (1), labelled with how they were found
+    /// (`node`, `eniconfig`, `discovered`).
+    pub subnet_candidate: IntGaugeVec,
     /// Ours: 1 while the node cannot serve pods, labelled with why (`datapath`, `target`,
     /// `pool`).
     pub not_ready: IntGaugeVec,
@@ -128,6 +134,18 @@ impl Metrics {
                 "awscni_subnet_full_backoff",
                 "1 while the subnet is left alone because it reported no free addresses",
                 &["subnet"],
+            )?,
+            prefix_fallback: counter_vec(
+                &r,
+                "awscni_prefix_fallback_total",
+                "Pod ENIs or assigns given secondary addresses because no candidate subnet had a free /28",
+                &["subnet"],
+            )?,
+            subnet_candidate: gauge_vec(
+                &r,
+                "awscni_subnet_candidate",
+                "1 for each subnet new pod ENIs may go to, by how it was found",
+                &["subnet", "source"],
             )?,
             not_ready: gauge_vec(
                 &r,

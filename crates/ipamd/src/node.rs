@@ -20,9 +20,13 @@ use crate::source::ObjectsRx;
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum Target {
     Ready {
-        /// The ENIConfig in force (custom networking), or None (the node's own subnet).
+        /// The ENIConfig in force (custom networking), or None (the node's own subnet and, with
+        /// subnet discovery, the tagged subnets of its zone).
         eniconfig: Option<String>,
-        subnet_id: String,
+        /// Where new ENIs may go, the preferred first (the ENIConfig's `spec.subnet`, or the
+        /// node's own subnet): each new ENI goes to the one with the most free addresses that
+        /// is not resting after a refusal (`subnets.rs`).
+        subnets: Vec<String>,
         /// Empty: CreateNetworkInterface without groups, EC2 applies the VPC default.
         security_groups: Vec<String>,
     },
@@ -49,13 +53,12 @@ pub struct NodeState {
     pub selection: Option<Selection>,
     pub spec: Option<EniConfigSpec>,
     pub validation: Option<(String, EniConfigSpec, Validation)>,
-    /// Subnet CIDRs EC2 reported when validating ENIConfigs: a new ENI's routing needs its
-    /// subnet, and asking again would cost an EC2 call.
-    pub subnet_cidrs: BTreeMap<String, Ipv4Net>,
     pub target: Option<Target>,
     pub last_ec2_error: Option<String>,
     /// Subnets that reported no free addresses, until when to leave them alone.
     pub subnet_backoff: BTreeMap<String, Time>,
+    /// What EC2 last said about the subnets pod ENIs may go to (`subnets.rs`).
+    pub subnets: crate::subnets::Subnets,
     /// Attached ENIs whose interface could not be routed: excluded until they are.
     pub unrouted: BTreeSet<String>,
     /// Why the node's own datapath cannot serve pods (e.g. a strict rp_filter ipamd could not
@@ -80,10 +83,10 @@ impl NodeState {
             selection: None,
             spec: None,
             validation: None,
-            subnet_cidrs: BTreeMap::new(),
             target: None,
             last_ec2_error: None,
             subnet_backoff: BTreeMap::new(),
+            subnets: crate::subnets::Subnets::default(),
             unrouted: BTreeSet::new(),
             datapath_problem: None,
             network_ready: false,
@@ -163,6 +166,7 @@ impl Node {
             enis: st.ds.eni_views(now),
             attached_enis: st.enis.len() + st.unmanaged.len(),
             last_decrease: st.last_decrease,
+            cannot_grow: crate::subnets::cannot_grow(self, st, now),
         }
     }
 }

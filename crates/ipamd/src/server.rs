@@ -55,14 +55,26 @@ impl Backend {
     /// Why an ADD found no free address, in words a person can act on.
     fn no_address(&self, st: &NodeState, e: &DatastoreError) -> String {
         let now = Time::now();
-        if let Some(Target::Ready { subnet_id, .. }) = &st.target
-            && let Some(until) = st.subnet_backoff.get(subnet_id).filter(|u| now < **u)
-        {
-            return format!(
-                "{e}; subnet {subnet_id} is full (EC2 has no free address in it): no new \
-                 address for {} s; free addresses in the subnet or give the ENIConfig more room",
-                until.since(now).as_secs()
-            );
+        if let Some(Target::Ready { subnets, .. }) = &st.target {
+            let resting: Vec<(&String, Time)> = subnets
+                .iter()
+                .filter_map(|s| Some((s, *st.subnet_backoff.get(s).filter(|u| now < **u)?)))
+                .collect();
+            if !subnets.is_empty() && resting.len() == subnets.len() {
+                let names: Vec<&str> = resting.iter().map(|(s, _)| s.as_str()).collect();
+                let soonest = resting.iter().map(|(_, u)| *u).min().unwrap_or(now);
+                let (what, verb) = if names.len() == 1 {
+                    (format!("subnet {}", names[0]), "is")
+                } else {
+                    (format!("subnets {}", names.join(", ")), "are")
+                };
+                return format!(
+                    "{e}; {what} {verb} full (EC2 has no free address in it): no new \
+                     address for {} s; free addresses in the subnet or give the ENIConfig more \
+                     room (spec.subnets, vpcctl custom-networking expand)",
+                    soonest.since(now).as_secs()
+                );
+            }
         }
         match &st.target {
             Some(Target::Blocked { reason }) => format!("{e}; {reason}"),

@@ -15,6 +15,7 @@ use serde_json::Value;
 pub const ENIS_PATH: &str = "/v1/enis";
 pub const POOL_PATH: &str = "/v1/pool";
 pub const ENI_CONFIGS_PATH: &str = "/v1/eni-configs";
+pub const SUBNETS_PATH: &str = "/v1/subnets";
 
 /// `/v1/enis`: every ENI of the pool with its addresses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,6 +114,49 @@ pub struct Pool {
     pub kubelet_max_pods: Value,
 }
 
+/// `/v1/subnets`: the subnets the node's pods use or may use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subnets {
+    pub custom_networking: bool,
+    /// The ENIConfig in force (custom networking).
+    pub eniconfig: Option<String>,
+    /// Subnet discovery chooses where ENIs go (no custom networking, `ENABLE_SUBNET_DISCOVERY`).
+    pub subnet_discovery: bool,
+    /// Seconds since DescribeSubnets last answered (None: not asked yet).
+    pub read_s_ago: Option<u64>,
+    pub subnets: Vec<SubnetUse>,
+    /// Subnets of the zone discovery leaves alone.
+    pub excluded: Vec<ExcludedSubnet>,
+}
+
+/// One subnet: what EC2 last said of it, and what this node holds there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetUse {
+    pub id: String,
+    pub cidr: Option<String>,
+    pub availability_zone: Option<String>,
+    /// Free addresses by EC2's last count, less what this node took since.
+    pub free: Option<u32>,
+    /// New ENIs may go here.
+    pub candidate: bool,
+    /// This node's pod ENIs in the subnet, the addresses they hold, of those assigned to pods,
+    /// and the rest (warm).
+    pub enis: usize,
+    pub held: usize,
+    pub assigned: usize,
+    pub warm: usize,
+    /// Seconds it is still left alone after reporting no free address.
+    pub full_backoff_s: Option<u64>,
+    /// Seconds it is still not asked for prefixes after reporting no free /28.
+    pub no_prefix_backoff_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExcludedSubnet {
+    pub id: String,
+    pub reason: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("introspection at {address}: {source}")]
@@ -161,6 +205,10 @@ impl Client {
 
     pub fn pool(&self) -> Result<Pool, ClientError> {
         self.get(POOL_PATH)
+    }
+
+    pub fn subnets(&self) -> Result<Subnets, ClientError> {
+        self.get(SUBNETS_PATH)
     }
 
     fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {

@@ -126,7 +126,7 @@ pub const CATALOG: &[Variable] = &[
     v("ENABLE_NFTABLES", "false", NO_EFFECT, "deprecated upstream (v1.13.2); as upstream now, the host's kubelet/kube-proxy rules choose iptables-legacy or iptables-nft, logged at start-up"),
     v("ENABLE_POD_ENI", "false", unsupported(Trigger::True), "no trunk ENI, no security groups per pod: pods get the node's or the ENIConfig's network"),
     v("ENABLE_PREFIX_DELEGATION", "false", SAME, "/28 prefixes instead of single addresses (Nitro and bare metal)"),
-    v("ENABLE_SUBNET_DISCOVERY", "true", unsupported(Trigger::True), "pod ENIs go in the node's subnet (or the ENIConfig's), never in subnets tagged `kubernetes.io/role/cni`; said at start-up when unset without custom networking; upstream behaves so with `ENABLE_SUBNET_DISCOVERY=false`"),
+    v("ENABLE_SUBNET_DISCOVERY", "true", DIFFERENT, "without custom networking, new pod ENIs go to the subnet of the node's zone with the most free addresses among its own and those tagged `kubernetes.io/role/cni` (not `0`; `0` excludes the node's own too), with the primary ENI's groups; a subnet tagged `kubernetes.io/cluster/<name>` only for that `CLUSTER_NAME` (unset: never); the list is re-read at most every `IPAMD_VPC_REFRESH_INTERVAL` and only when an ENI is needed, where upstream calls DescribeSubnets for every new ENI"),
     v("ENABLE_V4_EGRESS", "true", NO_EFFECT, "IPv6 clusters only"),
     v("ENABLE_V6_EGRESS", "false", unsupported(Trigger::True), "pods get no IPv6 egress interface"),
     v("ENI_CONFIG_ANNOTATION_DEF", "k8s.amazonaws.com/eniConfig", SAME, "empty: the default key"),

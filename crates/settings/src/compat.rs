@@ -194,12 +194,15 @@ fn defaults(env: &BTreeMap<String, String>, out: &mut Vec<Finding>) {
             "AWS_VPC_K8S_CNI_LOG_FILE unset: logging to stdout; upstream logs to /host/var/log/aws-routed-eni/ipamd.log (set it to that path for the file)".to_string(),
         ));
     }
-    if !custom && !is_set(env, "ENABLE_SUBNET_DISCOVERY") {
+    if custom
+        && flag(env, "ENABLE_SUBNET_DISCOVERY", true)
+        && is_set(env, "ENABLE_SUBNET_DISCOVERY")
+    {
         out.push(Finding::new(
             "ENABLE_SUBNET_DISCOVERY",
-            None,
-            FindingKind::DefaultDiffers,
-            "ENABLE_SUBNET_DISCOVERY unset: pod ENIs go in the node's own subnet; upstream (default true) would also use subnets tagged kubernetes.io/role/cni".to_string(),
+            env.get("ENABLE_SUBNET_DISCOVERY").map(String::as_str),
+            FindingKind::Note,
+            "ENABLE_SUBNET_DISCOVERY has no effect under custom networking: pod ENIs go to the ENIConfig's subnets (as upstream)".to_string(),
         ));
     }
 }

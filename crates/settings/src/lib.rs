@@ -152,6 +152,8 @@ raw_settings! {
     host_cni_confdir_path: "host-cni-confdir-path" = "HOST_CNI_CONFDIR_PATH";
     /// The API server's URL instead of the in-cluster service address [default: in-cluster].
     cluster_endpoint: "cluster-endpoint" = "CLUSTER_ENDPOINT";
+    /// Without custom networking, pod ENIs may also go to subnets of the node's zone tagged kubernetes.io/role/cni [default: true].
+    enable_subnet_discovery: "enable-subnet-discovery" = "ENABLE_SUBNET_DISCOVERY";
 }
 
 /// Every setting, read as the existing implementation reads it.
@@ -197,6 +199,8 @@ pub struct IpamdSettings {
     pub manage_enis_non_schedulable: bool,
     pub host_cni_confdir_path: Option<PathBuf>,
     pub cluster_endpoint: Option<String>,
+    /// Subnet discovery; custom networking takes precedence when both are on.
+    pub enable_subnet_discovery: bool,
 }
 
 /// A parsed list of CIDRs.
@@ -345,6 +349,8 @@ impl TryFrom<&RawSettings> for IpamdSettings {
                 .map(PathBuf::from),
             cluster_endpoint: val("CLUSTER_ENDPOINT", &r.cluster_endpoint)
                 .with(None, |v| parse_endpoint(v).map(Some))?,
+            enable_subnet_discovery: val("ENABLE_SUBNET_DISCOVERY", &r.enable_subnet_discovery)
+                .boolean(true)?,
         })
     }
 }
@@ -399,6 +405,39 @@ impl IpamdSettings {
             self.eni_config_annotation_def.as_deref(),
             self.eni_config_label_def.as_deref(),
         )
+    }
+
+    /// What max pods depends on, as these settings give it.
+    pub fn max_pods_options(&self) -> instance_limits::MaxPodsOptions {
+        instance_limits::MaxPodsOptions {
+            custom_networking: self.custom_network_cfg,
+            prefix_delegation: self.enable_prefix_delegation,
+            max_eni: self.max_eni,
+            show_max_allowed: false,
+        }
+    }
+
+    /// The warm-pool settings of a node with these limits and max pods (`ipam.md`): what
+    /// ipamd runs, and what capacity planning simulates.
+    pub fn pool(
+        &self,
+        limits: &instance_limits::InstanceLimits,
+        pods: &instance_limits::MaxPods,
+        eni_min_age: std::time::Duration,
+        decrease_interval: std::time::Duration,
+    ) -> ipam::PoolSettings {
+        ipam::PoolSettings {
+            warm_eni_target: self.warm_eni_target as usize,
+            warm_ip_target: self.warm_ip_target as usize,
+            minimum_ip_target: self.minimum_ip_target as usize,
+            warm_prefix_target: self.warm_prefix_target as usize,
+            prefix_delegation: self.enable_prefix_delegation,
+            slots_per_eni: usize::try_from(limits.ipv4_per_eni.saturating_sub(1)).unwrap_or(0),
+            max_enis: pods.enis as usize,
+            max_pods: pods.max_pods as usize,
+            eni_min_age,
+            decrease_interval,
+        }
     }
 
     pub fn ip_cooldown(&self) -> std::time::Duration {

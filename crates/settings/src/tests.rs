@@ -149,8 +149,10 @@ const TABLE: &[(&str, &str, Expect)] = &[
     ("ENABLE_POD_ENI", "false", Expect::Quiet),
     ("ENABLE_POD_ENI", "sure", Expect::Finding(FindingKind::Unsupported)),
     ("ENABLE_PREFIX_DELEGATION", "true", Expect::Field("enable_prefix_delegation", Json::Bool(true))),
-    ("ENABLE_SUBNET_DISCOVERY", "true", Expect::Finding(FindingKind::Unsupported)),
-    ("ENABLE_SUBNET_DISCOVERY", "false", Expect::Quiet),
+    ("ENABLE_SUBNET_DISCOVERY", "true", Expect::Field("enable_subnet_discovery", Json::Bool(true))),
+    ("ENABLE_SUBNET_DISCOVERY", "false", Expect::Field("enable_subnet_discovery", Json::Bool(false))),
+    ("ENABLE_SUBNET_DISCOVERY", "", Expect::Field("enable_subnet_discovery", Json::Bool(true))),
+    ("ENABLE_SUBNET_DISCOVERY", "maybe", Expect::Error("ENABLE_SUBNET_DISCOVERY")),
     ("ENABLE_V4_EGRESS", "true", Expect::Finding(FindingKind::Note)),
     ("ENABLE_V6_EGRESS", "true", Expect::Finding(FindingKind::Unsupported)),
     ("ENABLE_V6_EGRESS", "false", Expect::Quiet),
@@ -351,6 +353,7 @@ fn differing_defaults_are_said_only_when_they_apply() {
         ("ENI_CONFIG_SG_FALLBACK", "vpc-default"),
     ];
     assert!(said(&explicit).contains(&"ENI_CONFIG_SG_FALLBACK".to_string()));
+    // Subnet discovery is upstream's default and ours: nothing to say about it unset.
     assert!(!said(&custom).contains(&"ENABLE_SUBNET_DISCOVERY".to_string()));
     let chosen = [
         ("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG", "true"),
@@ -359,10 +362,7 @@ fn differing_defaults_are_said_only_when_they_apply() {
     ];
     assert!(said(&chosen).is_empty(), "{:?}", said(&chosen));
     let plain: [(&str, &str); 0] = [];
-    assert_eq!(
-        said(&plain),
-        vec!["AWS_VPC_K8S_CNI_LOG_FILE", "ENABLE_SUBNET_DISCOVERY"]
-    );
+    assert_eq!(said(&plain), vec!["AWS_VPC_K8S_CNI_LOG_FILE"]);
 }
 
 #[test]

@@ -128,6 +128,10 @@ pub fn initial_manifests(
         let spec = EniConfigSpec {
             subnet: seeded.subnets[&e.subnet].clone(),
             security_groups: (!groups.is_empty()).then_some(groups),
+            subnets: e
+                .subnets
+                .as_ref()
+                .map(|names| names.iter().map(|n| seeded.subnets[n].clone()).collect()),
         };
         apply_object(
             dir,

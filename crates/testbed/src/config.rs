@@ -87,6 +87,10 @@ pub struct SubnetConfig {
     pub name: String,
     pub az: String,
     pub cidr: Ipv4Net,
+    /// Tags applied when the subnet is created (e.g. `kubernetes.io/role/cni: "1"` for subnet
+    /// discovery).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -149,6 +153,9 @@ pub struct EniConfigEntry {
     pub subnet: String,
     #[serde(default)]
     pub security_groups: Option<Vec<String>>,
+    /// `spec.subnets`: more subnets by name, beside `subnet`.
+    #[serde(default)]
+    pub subnets: Option<Vec<String>>,
 }
 
 /// A protocol and port range, parsed from an ingress rule.
@@ -312,6 +319,9 @@ impl Config {
         for (i, e) in self.eniconfigs.iter().enumerate() {
             let entry = format!("eniconfigs[{i}] ({})", e.name);
             known_subnet(&entry, &e.subnet)?;
+            for name in e.subnets.iter().flatten() {
+                known_subnet(&entry, name)?;
+            }
             for g in e.security_groups.iter().flatten() {
                 known_group(&entry, g)?;
             }

@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use aws_sdk_ec2::Client;
 use aws_sdk_ec2::error::DisplayErrorContext;
-use aws_sdk_ec2::types::{Filter, InstanceType, IpPermission, IpRange, UserIdGroupPair};
+use aws_sdk_ec2::types::{
+    Filter, InstanceType, IpPermission, IpRange, ResourceType, Tag, TagSpecification,
+    UserIdGroupPair,
+};
 
 use crate::config::{Config, Ports};
 
@@ -64,11 +67,23 @@ pub async fn seed(ec2: &Client, config: &Config) -> Result<Seeded, SeedError> {
     }
     for s in &config.subnets {
         let step = format!("CreateSubnet {}", s.name);
+        let tags = (!s.tags.is_empty()).then(|| {
+            TagSpecification::builder()
+                .resource_type(ResourceType::Subnet)
+                .set_tags(Some(
+                    s.tags
+                        .iter()
+                        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                        .collect(),
+                ))
+                .build()
+        });
         let out = ec2
             .create_subnet()
             .vpc_id(&seeded.vpc_id)
             .cidr_block(s.cidr.to_string())
             .availability_zone(&s.az)
+            .set_tag_specifications(tags.map(|t| vec![t]))
             .send()
             .await
             .map_err(fail(&step))?;

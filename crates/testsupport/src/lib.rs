@@ -6,6 +6,7 @@
 
 pub mod invariants;
 pub mod testbed;
+pub mod world;
 
 use ::testbed::emulator::EmulatorProcess;
 use aws_config::BehaviorVersion;

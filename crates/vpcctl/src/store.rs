@@ -89,10 +89,15 @@ impl Directory {
             eniconfig::API_VERSION,
             spec.subnet
         );
-        if let Some(groups) = &spec.security_groups {
-            text.push_str("  securityGroups:\n");
-            for g in groups {
-                text.push_str(&format!("    - {g}\n"));
+        for (key, list) in [
+            ("securityGroups", &spec.security_groups),
+            ("subnets", &spec.subnets),
+        ] {
+            if let Some(items) = list {
+                text.push_str(&format!("  {key}:\n"));
+                for i in items {
+                    text.push_str(&format!("    - {i}\n"));
+                }
             }
         }
         text
@@ -338,11 +343,14 @@ mod tests {
         let a = EniConfigSpec {
             subnet: "subnet-1".into(),
             security_groups: Some(vec!["sg-1".into(), "sg-2".into()]),
+            subnets: None,
         };
         block_on(d.put("us-west-2a", &a)).unwrap();
+        // spec.subnets is written and read back too.
         let b = EniConfigSpec {
             subnet: "subnet-2".into(),
             security_groups: None,
+            subnets: Some(vec!["subnet-3".into(), "subnet-4".into()]),
         };
         block_on(d.put("us-west-2b", &b)).unwrap();
         let read = block_on(d.eniconfigs()).unwrap();
@@ -370,6 +378,7 @@ mod tests {
         let spec = EniConfigSpec {
             subnet: "subnet-1".into(),
             security_groups: None,
+            subnets: None,
         };
         let both = format!(
             "{}---\n{}",

@@ -10,6 +10,7 @@ fn spec(subnet: &str, groups: Option<&[&str]>) -> EniConfigResourceSpec {
     EniConfigResourceSpec(eniconfig::EniConfigSpec {
         subnet: subnet.into(),
         security_groups: groups.map(|g| g.iter().map(|s| s.to_string()).collect()),
+        subnets: None,
     })
 }
 
@@ -20,6 +21,7 @@ fn subnet(vpc: &str, az: &str) -> SubnetFacts {
         availability_zone: az.into(),
         cidr: "100.64.0.0/19".parse().unwrap(),
         available_addresses: 8187,
+        tags: Default::default(),
     }
 }
 
@@ -49,7 +51,7 @@ fn a_valid_eniconfig_is_ready_with_zone_and_free_addresses() {
         "us-west-2a",
         &spec("subnet-a", Some(&["sg-1"])),
         VPC,
-        Some(&subnet(VPC, "us-west-2a")),
+        &[subnet(VPC, "us-west-2a")],
         &[group("sg-1", VPC)],
         None,
         at(0),
@@ -69,7 +71,7 @@ fn a_missing_subnet_is_not_ready() {
         "x",
         &spec("subnet-gone", Some(&["sg-1"])),
         VPC,
-        None,
+        &[],
         &[group("sg-1", VPC)],
         None,
         at(0),
@@ -92,7 +94,7 @@ fn a_subnet_in_another_vpc_is_not_ready() {
         "x",
         &spec("subnet-a", Some(&["sg-1"])),
         VPC,
-        Some(&subnet("vpc-2", "us-west-2a")),
+        &[subnet("vpc-2", "us-west-2a")],
         &[group("sg-1", VPC)],
         None,
         at(0),
@@ -109,7 +111,7 @@ fn no_groups_is_defaulted_and_still_ready() {
             "x",
             &spec("subnet-a", groups),
             VPC,
-            Some(&subnet(VPC, "us-west-2a")),
+            &[subnet(VPC, "us-west-2a")],
             &[],
             None,
             at(0),
@@ -126,7 +128,7 @@ fn missing_and_foreign_groups_are_named() {
         "x",
         &spec("subnet-a", Some(&["sg-1", "sg-2"])),
         VPC,
-        Some(&subnet(VPC, "z")),
+        &[subnet(VPC, "z")],
         &[group("sg-1", "vpc-9")],
         None,
         at(0),
@@ -141,7 +143,7 @@ fn missing_and_foreign_groups_are_named() {
         "x",
         &spec("subnet-a", Some(&["sg-1"])),
         VPC,
-        Some(&subnet(VPC, "z")),
+        &[subnet(VPC, "z")],
         &[group("sg-1", "vpc-9")],
         None,
         at(0),
@@ -161,7 +163,7 @@ fn an_eniconfig_named_after_another_zone_is_not_ready() {
         "us-west-2b",
         &spec("subnet-a", None),
         VPC,
-        Some(&subnet(VPC, "us-west-2a")),
+        &[subnet(VPC, "us-west-2a")],
         &[],
         None,
         at(0),
@@ -172,7 +174,7 @@ fn an_eniconfig_named_after_another_zone_is_not_ready() {
         "pods-blue",
         &spec("subnet-a", None),
         VPC,
-        Some(&subnet(VPC, "us-west-2a")),
+        &[subnet(VPC, "us-west-2a")],
         &[],
         None,
         at(0),
@@ -186,7 +188,7 @@ fn transition_times_move_only_when_a_condition_changes() {
         "x",
         &spec("subnet-a", None),
         VPC,
-        Some(&subnet(VPC, "z")),
+        &[subnet(VPC, "z")],
         &[],
         None,
         at(0),
@@ -195,7 +197,7 @@ fn transition_times_move_only_when_a_condition_changes() {
         "x",
         &spec("subnet-a", None),
         VPC,
-        Some(&subnet(VPC, "z")),
+        &[subnet(VPC, "z")],
         &[],
         Some(&good),
         at(60),
@@ -205,7 +207,7 @@ fn transition_times_move_only_when_a_condition_changes() {
         "x",
         &spec("subnet-a", None),
         VPC,
-        Some(&subnet("vpc-2", "z")),
+        &[subnet("vpc-2", "z")],
         &[],
         Some(&good),
         at(120),
@@ -221,4 +223,76 @@ fn transition_times_move_only_when_a_condition_changes() {
         at(120).to_string()
     );
     assert_ne!(bad, good);
+}
+
+#[test]
+fn several_subnets_are_each_shown_with_zone_and_free_addresses() {
+    let mut two = spec("subnet-a", Some(&["sg-1"]));
+    two.0.subnets = Some(vec!["subnet-b".into()]);
+    let b = SubnetFacts {
+        id: "subnet-b".into(),
+        cidr: "100.64.32.0/19".parse().unwrap(),
+        available_addresses: 100,
+        ..subnet(VPC, "us-west-2a")
+    };
+    let s = status_for(
+        "us-west-2a",
+        &two,
+        VPC,
+        &[subnet(VPC, "us-west-2a"), b.clone()],
+        &[group("sg-1", VPC)],
+        None,
+        at(0),
+    );
+    is(&s, "Ready", "True", "Valid");
+    assert_eq!(s.available_ip_address_count, Some(8187 + 100));
+    let listed: Vec<(&str, &str, i64)> = s
+        .subnets
+        .iter()
+        .flatten()
+        .map(|x| {
+            (
+                x.id.as_str(),
+                x.availability_zone.as_str(),
+                x.available_ip_address_count,
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("subnet-a", "us-west-2a", 8187),
+            ("subnet-b", "us-west-2a", 100)
+        ]
+    );
+    // One of them missing, one in another zone: not ready, each named.
+    two.0.subnets = Some(vec!["subnet-b".into(), "subnet-c".into()]);
+    let elsewhere = SubnetFacts {
+        availability_zone: "us-west-2b".into(),
+        ..b
+    };
+    let s = status_for(
+        "us-west-2a",
+        &two,
+        VPC,
+        &[subnet(VPC, "us-west-2a"), elsewhere],
+        &[group("sg-1", VPC)],
+        None,
+        at(0),
+    );
+    is(&s, "SubnetFound", "False", "SubnetNotFound");
+    let ready = condition(&s, "Ready").unwrap();
+    assert_eq!(ready.status, "False");
+    assert!(
+        ready.message.contains("subnet-c does not exist"),
+        "{ready:?}"
+    );
+    assert!(
+        ready.message.contains("us-west-2a, us-west-2b"),
+        "{ready:?}"
+    );
+    assert!(
+        ready.message.contains("subnet-b is in us-west-2b"),
+        "{ready:?}"
+    );
 }

@@ -1,11 +1,10 @@
 //! The arithmetic run the way the pool manager runs it: decide, apply the EC2-like effect to the
 //! datastore, repeat until stable.
 
+use super::simulate::Simulation;
 use super::*;
-use crate::datastore::tests::eni;
-use crate::{AllocKey, Datastore, DatastoreError, PodMetadata};
+use crate::{AllocKey, PodMetadata};
 use proptest::prelude::*;
-use std::net::Ipv4Addr;
 
 struct Node {
     ipv4_per_eni: usize,
@@ -39,19 +38,10 @@ struct Targets {
     max_eni: Option<usize>,
 }
 
-struct Sim {
-    ds: Datastore,
-    settings: PoolSettings,
-    now: Time,
-    next_eni: u32,
-    next_block: u32,
-    last_decrease: Option<Time>,
-    pods: usize,
-    actions: Vec<PoolAction>,
-}
+type Sim = Simulation;
 
-impl Sim {
-    fn new(node: Node, t: Targets) -> Sim {
+impl Simulation {
+    fn for_node(node: Node, t: Targets) -> Sim {
         let max_enis = t.max_eni.unwrap_or(node.eni_limit).min(node.eni_limit);
         let pod_enis = max_enis - usize::from(node.custom_networking);
         let per_eni = (node.ipv4_per_eni - 1) * if t.prefix_delegation { 16 } else { 1 };
@@ -68,106 +58,7 @@ impl Sim {
             eni_min_age: Duration::from_secs(60),
             decrease_interval: Duration::from_secs(30),
         };
-        let mut ds = Datastore::new(Duration::from_secs(30), max_pods);
-        let mut primary = eni("eni-0", 0, true);
-        primary.excluded = node.custom_networking;
-        ds.add_eni(primary).unwrap();
-        Sim {
-            ds,
-            settings,
-            now: Time::from_secs(1000),
-            next_eni: 1,
-            next_block: 0,
-            last_decrease: None,
-            pods: 0,
-            actions: Vec::new(),
-        }
-    }
-
-    fn state(&self) -> PoolState {
-        PoolState {
-            stats: self.ds.stats(self.now),
-            enis: self.ds.eni_views(self.now),
-            attached_enis: self.ds.enis().count(),
-            last_decrease: self.last_decrease,
-        }
-    }
-
-    fn add_blocks(&mut self, eni_id: &str, slots: usize) {
-        for _ in 0..slots {
-            self.next_block += 1;
-            let base = u32::from(Ipv4Addr::new(100, 64, 0, 0)) + self.next_block * 16;
-            let len = if self.settings.prefix_delegation {
-                28
-            } else {
-                32
-            };
-            self.ds
-                .add_block(eni_id, Ipv4Net::new(Ipv4Addr::from(base), len).unwrap())
-                .unwrap();
-        }
-    }
-
-    /// The EC2 effect of one action.
-    fn apply(&mut self, action: &PoolAction) {
-        match action {
-            PoolAction::Steady | PoolAction::AtCapacity { .. } => {}
-            PoolAction::AddToEni { eni_id, slots } => self.add_blocks(eni_id, *slots),
-            PoolAction::CreateEni { slots } => {
-                let id = format!("eni-{}", self.next_eni);
-                let mut e = eni(&id, self.next_eni, false);
-                e.created_at = self.now;
-                self.next_eni += 1;
-                self.ds.add_eni(e).unwrap();
-                self.add_blocks(&id, *slots);
-            }
-            PoolAction::ReleaseBlocks { eni_id, blocks } => {
-                for b in blocks {
-                    self.ds.remove_block(eni_id, *b, false, self.now).unwrap();
-                }
-                self.last_decrease = Some(self.now);
-            }
-            PoolAction::ReleaseEni { eni_id } => {
-                self.ds.remove_eni(eni_id, false, self.now).unwrap();
-                self.last_decrease = Some(self.now);
-            }
-        }
-    }
-
-    /// Pods 0..n are wanted: missing ones are added (as far as addresses allow), extra ones
-    /// deleted; then the pool manager runs until nothing changes.
-    fn run_to(&mut self, n: usize) {
-        self.pods = n;
-        for k in n..200 {
-            self.ds.release(&pod(k), self.now);
-        }
-        let mut steady_rounds = 0;
-        for _ in 0..500 {
-            for k in 0..self.pods {
-                match self.ds.assign(&pod(k), PodMetadata::default(), self.now) {
-                    Ok(_) => {}
-                    Err(
-                        DatastoreError::NoAvailableAddress { .. }
-                        | DatastoreError::MaxPodsReached { .. },
-                    ) => break,
-                    Err(e) => panic!("{e}"),
-                }
-            }
-            let action = decide(&self.settings, &self.state(), self.now);
-            self.apply(&action);
-            let quiet = matches!(action, PoolAction::Steady | PoolAction::AtCapacity { .. });
-            self.actions.push(action);
-            steady_rounds = if quiet { steady_rounds + 1 } else { 0 };
-            // Long enough quiet to rule out a pending rate-limited decrease or young ENI.
-            if steady_rounds >= 4 {
-                return;
-            }
-            self.now = self.now.plus(Duration::from_secs(31));
-        }
-        panic!(
-            "pool never settled: last actions {:?}",
-            &self.actions[self.actions.len() - 6..]
-        );
+        Simulation::new(settings, node.custom_networking)
     }
 
     /// (ENIs attached, addresses on pod-serving ENIs)
@@ -189,8 +80,8 @@ fn pod(k: usize) -> AllocKey {
 }
 
 fn sim(node: Node, t: Targets, pods: usize) -> Sim {
-    let mut s = Sim::new(node, t);
-    s.run_to(pods);
+    let mut s = Sim::for_node(node, t);
+    s.run_to(pods).unwrap();
     s
 }
 
@@ -337,11 +228,11 @@ fn scale_down_returns_to_the_baseline() {
             ..Default::default()
         },
     ] {
-        let mut s = Sim::new(T3_SMALL, t);
-        s.run_to(0);
+        let mut s = Sim::for_node(T3_SMALL, t);
+        s.run_to(0).unwrap();
         let baseline = s.shape();
-        s.run_to(8);
-        s.run_to(0);
+        s.run_to(8).unwrap();
+        s.run_to(0).unwrap();
         assert_eq!(s.shape(), baseline);
     }
     let pd = Targets {
@@ -349,11 +240,11 @@ fn scale_down_returns_to_the_baseline() {
         warm_prefix: 1,
         ..Default::default()
     };
-    let mut s = Sim::new(M5_LARGE_CN, pd);
-    s.run_to(0);
+    let mut s = Sim::for_node(M5_LARGE_CN, pd);
+    s.run_to(0).unwrap();
     let baseline = (s.shape(), s.prefixes());
-    s.run_to(60);
-    s.run_to(0);
+    s.run_to(60).unwrap();
+    s.run_to(0).unwrap();
     assert_eq!((s.shape(), s.prefixes()), baseline);
 }
 
@@ -363,8 +254,8 @@ fn decreases_are_rate_limited_and_young_enis_stay() {
         warm_eni: 1,
         ..Default::default()
     };
-    let mut s = Sim::new(T3_SMALL, t);
-    s.run_to(5);
+    let mut s = Sim::for_node(T3_SMALL, t);
+    s.run_to(5).unwrap();
     for k in 0..5 {
         s.ds.release(&pod(k), s.now);
     }
@@ -377,8 +268,8 @@ fn decreases_are_rate_limited_and_young_enis_stay() {
         PoolAction::ReleaseEni { .. }
     ));
     // Addresses still cooling down keep their ENI: eni-1 held pods, eni-2 did not.
-    let mut s = Sim::new(T3_SMALL, t);
-    s.run_to(5);
+    let mut s = Sim::for_node(T3_SMALL, t);
+    s.run_to(5).unwrap();
     for k in 0..5 {
         s.ds.release(&pod(k), s.now);
     }
@@ -397,8 +288,41 @@ fn decreases_are_rate_limited_and_young_enis_stay() {
 }
 
 #[test]
+fn an_eni_whose_subnet_rests_is_not_grown_a_new_eni_is_made_instead() {
+    // One pod ENI holding 5 of its 9 slots.
+    let t = Targets {
+        warm_ip: 5,
+        ..Targets::default()
+    };
+    let mut s = sim(M5_LARGE_CN, t, 0);
+    let mut state = s.state();
+    let first = state
+        .enis
+        .iter()
+        .find(|e| !e.excluded && e.blocks.len() < s.settings.slots_per_eni)
+        .map(|e| e.id.clone())
+        .expect("an ENI with room after settling on WARM_IP_TARGET=5");
+    s.ds.assign(&pod(0), PodMetadata::default(), s.now).unwrap();
+    state = s.state();
+    assert!(
+        matches!(decide(&s.settings, &state, s.now), PoolAction::AddToEni { ref eni_id, .. } if *eni_id == first)
+    );
+    state.cannot_grow = vec![first];
+    assert!(matches!(
+        decide(&s.settings, &state, s.now),
+        PoolAction::CreateEni { .. }
+    ));
+    // No room for another ENI: at capacity, not a call to the resting subnet.
+    state.attached_enis = s.settings.max_enis;
+    assert!(matches!(
+        decide(&s.settings, &state, s.now),
+        PoolAction::AtCapacity { .. }
+    ));
+}
+
+#[test]
 fn never_low_at_max_pods() {
-    let settings = Sim::new(
+    let settings = Sim::for_node(
         M5_LARGE_CN,
         Targets {
             warm_ip: 50,
@@ -437,7 +361,7 @@ fn prefix_delegation_on_a_node_holding_secondary_addresses() {
         assert!(secondaries > 0);
         s.turn_on_prefix_delegation(warm_prefix);
         // Every decision on the mixed pool is made without underflow, and the pool settles.
-        s.run_to(pods_after);
+        s.run_to(pods_after).unwrap();
         let state = s.state();
         // A node whose slots are all taken by pods' /32s stays at capacity until they go.
         assert_eq!(
@@ -469,12 +393,12 @@ proptest! {
         warm_ip in 0usize..20, min_ip in 0usize..20, cn in any::<bool>(),
     ) {
         let node = Node { ipv4_per_eni: 10, eni_limit: 3, custom_networking: cn };
-        let mut s = Sim::new(node, Targets::default());
-        s.run_to(before);
+        let mut s = Sim::for_node(node, Targets::default());
+        s.run_to(before).unwrap();
         s.turn_on_prefix_delegation(warm_prefix);
         s.settings.warm_ip_target = warm_ip;
         s.settings.minimum_ip_target = min_ip;
-        s.run_to(after);
+        s.run_to(after).unwrap();
         let state = s.state();
         prop_assert_eq!(s.assigned(), after.min(s.settings.max_pods).min(state.stats.total));
         let settled = decide(&s.settings, &state, s.now.plus(Duration::from_secs(3600)));
@@ -493,9 +417,9 @@ proptest! {
         let node = Node { ipv4_per_eni: 10, eni_limit: 3, custom_networking: cn };
         prop_assume!(!(cn && max_eni == Some(1)));
         let t = Targets { warm_eni, warm_ip, min_ip, warm_prefix, prefix_delegation: pd, max_eni };
-        let mut s = Sim::new(node, t);
+        let mut s = Sim::for_node(node, t);
         for n in pods {
-            s.run_to(n);
+            s.run_to(n).unwrap();
             let state = s.state();
             prop_assert!(state.attached_enis <= s.settings.max_enis);
             for e in &state.enis {

@@ -1,5 +1,5 @@
-//! `vpcctl status`: a running node's ENIs, pool, targets and ENIConfig, from its introspection
-//! endpoint (loopback on the node).
+//! `vpcctl status`: a running node's ENIs, pool, targets, ENIConfig and the subnets its pods
+//! use (free, held by pods, held warm), from its introspection endpoint (loopback on the node).
 
 use std::io::Write;
 
@@ -28,8 +28,9 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<(), CliError> {
     let config = client
         .get_json(contract::ENI_CONFIGS_PATH)
         .map_err(failed)?;
+    let subnets = client.subnets().map_err(failed)?;
     if args.json {
-        let all = serde_json::json!({"enis": enis, "pool": pool, "eni_config": config});
+        let all = serde_json::json!({"enis": enis, "pool": pool, "eni_config": config, "subnets": subnets});
         writeln!(
             out,
             "{}",
@@ -110,6 +111,61 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<(), CliError> {
             format!("{assigned}/{}", e.addresses.len()),
             e.security_groups.join(",")
         )?;
+    }
+    write_subnets(&subnets, out)
+}
+
+/// The subnets the node's pods use or may use: EC2's last free count, and what this node holds
+/// there (on its ENIs; assigned to pods; warm).
+fn write_subnets(subnets: &contract::Subnets, out: &mut impl Write) -> Result<(), CliError> {
+    let how = match (&subnets.eniconfig, subnets.subnet_discovery) {
+        (Some(name), _) if subnets.custom_networking => format!("ENIConfig {name}"),
+        (_, true) => "subnet discovery".to_string(),
+        _ => "the node's subnet".to_string(),
+    };
+    let age = subnets
+        .read_s_ago
+        .map(|s| format!("{s} s ago"))
+        .unwrap_or_else(|| "not yet".to_string());
+    writeln!(
+        out,
+        "\nsubnets ({how}; free as EC2 last said it, {age}; held: on this node's ENIs)"
+    )?;
+    writeln!(
+        out,
+        "{:<26} {:<18} {:<12} {:>6} {:>5} {:>5} {:>5}  state",
+        "SUBNET", "CIDR", "ZONE", "FREE", "HELD", "PODS", "WARM"
+    )?;
+    for s in &subnets.subnets {
+        let mut state = vec![
+            if s.candidate {
+                "new ENIs"
+            } else {
+                "no new ENIs"
+            }
+            .to_string(),
+        ];
+        if let Some(n) = s.full_backoff_s {
+            state.push(format!("full ({n} s)"));
+        }
+        if let Some(n) = s.no_prefix_backoff_s {
+            state.push(format!("no /28 ({n} s)"));
+        }
+        writeln!(
+            out,
+            "{:<26} {:<18} {:<12} {:>6} {:>5} {:>5} {:>5}  {}",
+            s.id,
+            s.cidr.as_deref().unwrap_or("?"),
+            s.availability_zone.as_deref().unwrap_or("?"),
+            s.free.map_or("-".to_string(), |n| n.to_string()),
+            s.held,
+            s.assigned,
+            s.warm,
+            state.join(", ")
+        )?;
+    }
+    for x in &subnets.excluded {
+        writeln!(out, "{:<26} excluded: {}", x.id, x.reason)?;
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use std::collections::BTreeMap;
 
-use ec2::{Ec2, Ec2Metrics, SdkEc2, SdkOptions};
+use ec2::{Ec2, Ec2Metrics, SdkEc2, SdkOptions, SubnetQuery};
 use eniconfig::{GroupFacts, NodeFacts, NodeObject, SubnetFacts, Validation};
 use instance_limits::{
     InstanceLimits, KubeletCheck, LimitsTable, MaxPodsOptions, check_kubelet, max_pods,
@@ -46,10 +46,19 @@ struct Row {
     subnet: String,
     availability_zone: String,
     free_addresses: Option<u32>,
+    /// Every subnet of the spec (`spec.subnet`, then `spec.subnets`) that exists.
+    subnets: Vec<SubnetRow>,
     security_groups: Vec<String>,
     valid: bool,
     #[serde(flatten)]
     validation: Validation,
+}
+
+#[derive(serde::Serialize)]
+struct SubnetRow {
+    id: String,
+    availability_zone: String,
+    free_addresses: u32,
 }
 
 /// One Node against its kubelet max pods.
@@ -110,12 +119,7 @@ fn node_rows(
 fn daemonset_options(env: &BTreeMap<String, String>) -> Result<MaxPodsOptions, CliError> {
     let s = IpamdSettings::from_lookup(|k| env.get(k).cloned())
         .map_err(|e| CliError::Input(format!("the aws-node DaemonSet's environment: {e}")))?;
-    Ok(MaxPodsOptions {
-        custom_networking: s.custom_network_cfg,
-        prefix_delegation: s.enable_prefix_delegation,
-        max_eni: s.max_eni,
-        show_max_allowed: false,
-    })
+    Ok(s.max_pods_options())
 }
 
 pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
@@ -148,11 +152,18 @@ pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
         let node_cidr = args.node_cidr.or_else(|| vpc.cidrs.first().copied());
         let mut rows = Vec::new();
         for (name, spec) in &configs {
-            let subnet = ec2.subnet(&spec.subnet).await.map_err(ec2_err)?;
+            let subnets: Vec<SubnetFacts> = ec2
+                .subnets(&SubnetQuery::Ids(spec.all_subnets()))
+                .await
+                .map_err(ec2_err)?
+                .iter()
+                .map(SubnetFacts::from)
+                .collect();
+            let subnet = subnets.iter().find(|s| s.id == spec.subnet);
             let groups = ec2.security_groups(spec.groups()).await.map_err(ec2_err)?;
             let zone = eniconfig::is_zone_name(name)
                 .then(|| name.clone())
-                .or_else(|| subnet.as_ref().map(|s| s.availability_zone.clone()))
+                .or_else(|| subnet.map(|s| s.availability_zone.clone()))
                 .unwrap_or_default();
             let facts = NodeFacts {
                 vpc_id: args.vpc_id.clone(),
@@ -160,18 +171,25 @@ pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
                 primary_block: node_cidr,
                 vpc_cidrs: vpc.cidrs.clone(),
             };
-            let subnet_facts = subnet.as_ref().map(SubnetFacts::from);
             let group_facts: Vec<GroupFacts> = groups.iter().map(GroupFacts::from).collect();
-            let validation =
-                eniconfig::validate(name, spec, &facts, subnet_facts.as_ref(), &group_facts);
+            let validation = eniconfig::validate(name, spec, &facts, &subnets, &group_facts);
+            let listed = spec.all_subnets();
             rows.push(Row {
                 name: name.clone(),
                 subnet: spec.subnet.clone(),
                 availability_zone: subnet
-                    .as_ref()
                     .map(|s| s.availability_zone.clone())
                     .unwrap_or_default(),
-                free_addresses: subnet.as_ref().map(|s| s.available_addresses),
+                free_addresses: subnet.map(|s| s.available_addresses),
+                subnets: listed
+                    .iter()
+                    .filter_map(|id| subnets.iter().find(|s| &s.id == id))
+                    .map(|s| SubnetRow {
+                        id: s.id.clone(),
+                        availability_zone: s.availability_zone.clone(),
+                        free_addresses: s.available_addresses,
+                    })
+                    .collect(),
                 security_groups: spec.groups().to_vec(),
                 valid: validation.valid(),
                 validation,
@@ -239,6 +257,14 @@ pub fn run(args: &Args, out: &mut impl std::io::Write) -> Result<(), CliError> {
                 "{:<16} {:<26} {:<12} {:>6}  {result}",
                 r.name, r.subnet, r.availability_zone, free
             )?;
+            // spec.subnets: one line each, under the ENIConfig's.
+            for s in r.subnets.iter().filter(|s| s.id != r.subnet) {
+                writeln!(
+                    out,
+                    "{:<16} {:<26} {:<12} {:>6}",
+                    "", s.id, s.availability_zone, s.free_addresses
+                )?;
+            }
             for e in &r.validation.errors {
                 writeln!(out, "    error: {e}")?;
             }

@@ -3,6 +3,8 @@
 //! prints them and `apply` runs them one by one, stopping at the first failure with what was
 //! done and what was not (running it again finishes the job: the plan starts from what exists).
 
+pub mod capacity;
+pub mod expand;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -33,53 +35,105 @@ enum Action {
     Plan(SetupArgs),
     /// Make the changes (idempotent: a second run, or `plan` afterwards, finds nothing to do).
     Apply(SetupArgs),
+    /// Grow pod space in place: associate another block, carve a subnet of it per zone and add
+    /// each to that zone's ENIConfigs' spec.subnets. Prints the plan; --apply makes it
+    /// (idempotent). Running nodes use the new subnets for their next ENIs, no restart.
+    Expand(ExpandArgs),
 }
 
+/// The capacity view's inputs, shared by `plan`, `apply` and `expand`.
 #[derive(clap::Args)]
-struct SetupArgs {
+struct CapacityArgs {
+    /// Planned nodes, `<instance type>=<count>[,…]`: shows per zone how many addresses they hold
+    /// idle and with every pod slot used against what the pod subnets have free, and warns
+    /// before a plan that would fill them.
+    #[arg(long, value_name = "TYPE=COUNT,…")]
+    nodes: Option<String>,
+    /// A setting of aws-node for the capacity figures (`WARM_ENI_TARGET=2`,
+    /// `ENABLE_PREFIX_DELEGATION=true`, …); over the DaemonSet's with --kubeconfig. Repeatable.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    env: Vec<String>,
+}
+
+/// The block, the zones and the ENIConfigs' place: shared by `plan`, `apply` and `expand`.
+#[derive(clap::Args)]
+struct BlockArgs {
     /// The cluster's VPC.
     #[arg(long)]
     vpc_id: String,
-    /// The secondary block pods get their addresses from, e.g. 100.64.0.0/16.
+    /// The block pods get addresses from, e.g. 100.64.0.0/16 (`expand`: the block to add).
     #[arg(long)]
     cidr: Ipv4Net,
-    /// Zones to make a pod subnet in (default: those of the VPC's subnets).
+    /// Zones to make a pod subnet in (default: plan/apply those of the VPC's subnets, expand
+    /// those the ENIConfigs serve).
     #[arg(long, value_delimiter = ',')]
     azs: Option<Vec<String>>,
     /// Size of each zone's subnet (default: the largest that fits every zone).
     #[arg(long)]
     subnet_prefix: Option<u8>,
+    /// The ENIConfig manifests (one `<zone>.yaml` each).
+    #[arg(long)]
+    eniconfig_dir: Option<PathBuf>,
+    /// The cluster (ENIConfigs and the aws-node DaemonSet through the API server).
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ExpandArgs {
+    #[command(flatten)]
+    block: BlockArgs,
+    /// Make the changes (without it: print them and change nothing).
+    #[arg(long)]
+    apply: bool,
+    #[command(flatten)]
+    capacity: CapacityArgs,
+}
+
+#[derive(clap::Args)]
+struct SetupArgs {
+    #[command(flatten)]
+    block: BlockArgs,
     /// The pods' security group (must be in the VPC).
     #[arg(long, conflicts_with = "create_security_group")]
     security_group: Option<String>,
     /// Create (or reuse) a pods' group admitting all traffic from the nodes and the pods.
     #[arg(long)]
     create_security_group: bool,
-    /// Where the ENIConfig manifests go (one `<zone>.yaml` each).
-    #[arg(long)]
-    eniconfig_dir: Option<PathBuf>,
-    /// The cluster (ENIConfigs and the aws-node DaemonSet through the API server).
-    #[arg(long)]
-    kubeconfig: Option<PathBuf>,
     /// Node group instance types to give the kubelet --max-pods for.
     #[arg(long, value_delimiter = ',')]
     instance_types: Vec<String>,
+    #[command(flatten)]
+    capacity: CapacityArgs,
 }
 
-impl SetupArgs {
-    fn request(&self) -> Request {
+impl BlockArgs {
+    fn request(&self, security_group: GroupChoice, instance_types: Vec<String>) -> Request {
         Request {
             vpc_id: self.vpc_id.clone(),
             cidr: self.cidr,
             azs: self.azs.clone(),
             subnet_prefix: self.subnet_prefix,
-            security_group: match (&self.security_group, self.create_security_group) {
-                (Some(g), _) => GroupChoice::Given(g.clone()),
-                (None, true) => GroupChoice::Create,
-                (None, false) => GroupChoice::None,
-            },
-            instance_types: self.instance_types.clone(),
+            security_group,
+            instance_types,
         }
+    }
+
+    async fn store(&self) -> Result<Option<Store>, CliError> {
+        Store::open(self.eniconfig_dir.as_deref(), self.kubeconfig.as_deref())
+            .await
+            .map_err(|e| CliError::Failed(e.to_string()))
+    }
+}
+
+impl SetupArgs {
+    fn request(&self) -> Request {
+        let group = match (&self.security_group, self.create_security_group) {
+            (Some(g), _) => GroupChoice::Given(g.clone()),
+            (None, true) => GroupChoice::Create,
+            (None, false) => GroupChoice::None,
+        };
+        self.block.request(group, self.instance_types.clone())
     }
 }
 
@@ -133,25 +187,16 @@ async fn observe<E: Ec2 + Ec2Setup, S: EniConfigSink>(
     })
 }
 
-fn header(out: &mut impl Write, req: &Request, obs: &Observed, p: &Plan) -> Result<(), CliError> {
-    writeln!(
-        out,
-        "custom networking for {} ({}) from {}:",
-        req.vpc_id, obs.vpc.primary_cidr, req.cidr
-    )?;
+fn header(out: &mut impl Write, header: &str, p: &Plan) -> Result<(), CliError> {
+    writeln!(out, "{header}")?;
     if p.changes.is_empty() {
         writeln!(out, "nothing to do: every change is in place")?;
     }
     Ok(())
 }
 
-fn print_plan(
-    out: &mut impl Write,
-    req: &Request,
-    obs: &Observed,
-    p: &Plan,
-) -> Result<(), CliError> {
-    header(out, req, obs, p)?;
+fn print_plan(out: &mut impl Write, title: &str, p: &Plan) -> Result<(), CliError> {
+    header(out, title, p)?;
     if !p.changes.is_empty() {
         writeln!(out, "changes, in order:")?;
         for (i, c) in p.changes.iter().enumerate() {
@@ -203,19 +248,21 @@ fn print_context(out: &mut impl Write, p: &Plan) -> Result<(), CliError> {
             writeln!(out, "  {t:<16} {n}")?;
         }
     }
-    if p.nodes_to_replace.is_empty() {
-        writeln!(out, "nodes to replace: none")?;
-    } else {
-        writeln!(
-            out,
-            "nodes to replace (their pods hold addresses outside the custom subnets):"
-        )?;
-        for n in &p.nodes_to_replace {
+    match p.nodes_to_replace.as_deref() {
+        None => {}
+        Some([]) => writeln!(out, "nodes to replace: none")?,
+        Some(nodes) => {
             writeln!(
                 out,
-                "  {} {} {}: {}",
-                n.instance_id, n.instance_type, n.az, n.reason
+                "nodes to replace (their pods hold addresses outside the custom subnets):"
             )?;
+            for n in nodes {
+                writeln!(
+                    out,
+                    "  {} {} {}: {}",
+                    n.instance_id, n.instance_type, n.az, n.reason
+                )?;
+            }
         }
     }
     Ok(())
@@ -343,7 +390,7 @@ async fn execute<E: Ec2 + Ec2Setup, S: EniConfigSink>(
             name,
             subnet,
             groups,
-            ..
+            replaces,
         } => {
             let spec = EniConfigSpec {
                 subnet: created.subnet(subnet)?,
@@ -351,7 +398,18 @@ async fn execute<E: Ec2 + Ec2Setup, S: EniConfigSink>(
                     .as_ref()
                     .map(|gs| gs.iter().map(|g| created.group(g)).collect())
                     .transpose()?,
+                // An ENIConfig rewritten for its subnet or groups keeps its other subnets.
+                subnets: replaces.as_ref().and_then(|r| r.subnets.clone()),
             };
+            sink.put(name, &spec).await.map_err(|e| e.to_string())?;
+            Ok(format!("{name} in {}", sink.describe()))
+        }
+        Change::AddEniConfigSubnet {
+            name,
+            subnet,
+            current,
+        } => {
+            let spec = current.with_subnet(created.subnet(subnet)?);
             sink.put(name, &spec).await.map_err(|e| e.to_string())?;
             Ok(format!("{name} in {}", sink.describe()))
         }
@@ -367,16 +425,16 @@ async fn execute<E: Ec2 + Ec2Setup, S: EniConfigSink>(
 async fn apply<E: Ec2 + Ec2Setup, S: EniConfigSink>(
     ec2: &E,
     sink: &S,
-    req: &Request,
-    obs: &Observed,
+    title: &str,
+    vpc_id: &str,
     p: &Plan,
     out: &mut impl Write,
 ) -> Result<(), CliError> {
-    header(out, req, obs, p)?;
+    header(out, title, p)?;
     let mut created = Created::default();
     let total = p.changes.len();
     for (i, c) in p.changes.iter().enumerate() {
-        match execute(ec2, sink, &req.vpc_id, c, &mut created).await {
+        match execute(ec2, sink, vpc_id, c, &mut created).await {
             Ok(made) => {
                 writeln!(out, "  done {:>2}. {c} → {made}", i + 1)?;
                 out.flush()?;
@@ -405,8 +463,9 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<(), CliError> {
     let (setup, applying) = match &args.action {
         Action::Plan(a) => (a, false),
         Action::Apply(a) => (a, true),
+        Action::Expand(a) => return run_expand(a, out),
     };
-    if applying && setup.eniconfig_dir.is_none() && setup.kubeconfig.is_none() {
+    if applying && setup.block.eniconfig_dir.is_none() && setup.block.kubeconfig.is_none() {
         return Err(CliError::Input(
             "apply needs --eniconfig-dir (where the ENIConfig manifests go) or --kubeconfig (the cluster)".to_string(),
         ));
@@ -417,15 +476,159 @@ pub fn run(args: &Args, out: &mut impl Write) -> Result<(), CliError> {
         .build()
         .map_err(|e| CliError::Failed(format!("tokio runtime: {e}")))?;
     runtime.block_on(async {
-        let sink = Store::open(setup.eniconfig_dir.as_deref(), setup.kubeconfig.as_deref())
-            .await
-            .map_err(|e| CliError::Failed(e.to_string()))?;
+        let sink = setup.block.store().await?;
         let ec2 = SdkEc2::new(&SdkOptions::default(), Arc::new(Ec2Metrics::unregistered())).await;
         let obs = observe(&ec2, sink.as_ref(), &req).await?;
         let p = plan::plan(&req, &obs).map_err(|e| CliError::Failed(format!("refused: {e}")))?;
+        let free = p
+            .subnets
+            .iter()
+            .map(|s| (s.az.clone(), free_in(&obs, s)))
+            .collect();
+        let view = capacity_view(&setup.capacity, &obs, &free)?;
+        let header = format!(
+            "custom networking for {} ({}) from {}:",
+            req.vpc_id, obs.vpc.primary_cidr, req.cidr
+        );
         match (&sink, applying) {
-            (Some(sink), true) => apply(&ec2, sink, &req, &obs, &p, out).await,
-            _ => print_plan(out, &req, &obs, &p),
+            (Some(sink), true) => apply(&ec2, sink, &header, &req.vpc_id, &p, out).await?,
+            _ => print_plan(out, &header, &p)?,
         }
+        print_capacity(out, view)
     })
+}
+
+/// Free addresses of a zone's subnet as EC2 counts them (a new subnet: its usable addresses).
+fn free_in(obs: &Observed, s: &plan::ZoneSubnet) -> u64 {
+    s.existing
+        .as_ref()
+        .and_then(|id| obs.subnets.iter().find(|x| &x.id == id))
+        .map(|x| u64::from(x.available_addresses))
+        .unwrap_or_else(|| s.usable_addresses())
+}
+
+/// The capacity figures for `--nodes`, under the aws-node settings (the DaemonSet's when the
+/// cluster is reachable, then `--env`); None without `--nodes`.
+fn capacity_view(
+    args: &CapacityArgs,
+    obs: &Observed,
+    free: &BTreeMap<String, u64>,
+) -> Result<Option<capacity::Report>, CliError> {
+    let Some(nodes) = &args.nodes else {
+        if !args.env.is_empty() {
+            return Err(CliError::Input(
+                "--env sets the capacity figures' settings: give --nodes too".to_string(),
+            ));
+        }
+        return Ok(None);
+    };
+    let groups = capacity::parse_nodes(nodes).map_err(CliError::Input)?;
+    let mut env = obs.aws_node_env.clone().unwrap_or_default();
+    let mut source = if obs.aws_node_env.is_some() {
+        "the aws-node DaemonSet".to_string()
+    } else {
+        "the defaults".to_string()
+    };
+    for e in &args.env {
+        let (k, v) = e
+            .split_once('=')
+            .ok_or_else(|| CliError::Input(format!("--env {e:?}: expected NAME=VALUE")))?;
+        env.insert(k.to_string(), v.to_string());
+    }
+    if !args.env.is_empty() {
+        source.push_str(" and --env");
+    }
+    let settings = ipamd_settings::IpamdSettings::from_lookup(|k| env.get(k).cloned())
+        .map_err(|e| CliError::Input(format!("capacity settings: {e}")))?;
+    let per_node = capacity::per_node(&settings, &groups).map_err(CliError::Input)?;
+    let zones = capacity::zones(&per_node, &groups, free);
+    Ok(Some(capacity::Report {
+        settings: capacity::describe_settings(&settings),
+        source,
+        per_node,
+        zones,
+    }))
+}
+
+fn print_capacity(out: &mut impl Write, report: Option<capacity::Report>) -> Result<(), CliError> {
+    let Some(report) = report else {
+        return Ok(());
+    };
+    write!(out, "{report}")?;
+    for w in capacity::warnings(&report.zones) {
+        writeln!(out, "warning: {w}")?;
+    }
+    Ok(())
+}
+
+fn run_expand(expand_args: &ExpandArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let args = &expand_args.block;
+    if args.eniconfig_dir.is_none() && args.kubeconfig.is_none() {
+        return Err(CliError::Input(
+            "expand needs the ENIConfigs it extends: --eniconfig-dir or --kubeconfig".to_string(),
+        ));
+    }
+    let req = expand::ExpandRequest {
+        cidr: args.cidr,
+        azs: args.azs.clone(),
+        subnet_prefix: args.subnet_prefix,
+    };
+    let setup = args.request(GroupChoice::None, Vec::new());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::Failed(format!("tokio runtime: {e}")))?;
+    runtime.block_on(async {
+        let sink = args
+            .store()
+            .await?
+            .ok_or_else(|| CliError::Input("no ENIConfig destination".to_string()))?;
+        let ec2 = SdkEc2::new(&SdkOptions::default(), Arc::new(Ec2Metrics::unregistered())).await;
+        let obs = observe(&ec2, Some(&sink), &setup).await?;
+        let p =
+            expand::expand(&req, &obs).map_err(|e| CliError::Failed(format!("refused: {e}")))?;
+        let free = expand_free(&obs, &p);
+        let view = capacity_view(&expand_args.capacity, &obs, &free)?;
+        let header = format!(
+            "expand pod space of {} ({}) with {}:",
+            args.vpc_id, obs.vpc.primary_cidr, args.cidr
+        );
+        if expand_args.apply {
+            apply(&ec2, &sink, &header, &args.vpc_id, &p, out).await?;
+        } else {
+            print_plan(out, &header, &p)?;
+        }
+        print_capacity(out, view)
+    })
+}
+
+/// Per zone, the free addresses of every subnet its ENIConfigs list, with the zone's subnet of
+/// the new block (counted once).
+fn expand_free(obs: &Observed, p: &Plan) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for zs in &p.subnets {
+        let mut ids: Vec<String> = obs
+            .eniconfigs
+            .iter()
+            .flatten()
+            .filter(|(_, spec)| {
+                obs.subnets
+                    .iter()
+                    .any(|s| s.id == spec.subnet && s.availability_zone == zs.az)
+            })
+            .flat_map(|(_, spec)| spec.all_subnets())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let mut free: u64 = ids
+            .iter()
+            .filter_map(|id| obs.subnets.iter().find(|s| &s.id == id))
+            .map(|s| u64::from(s.available_addresses))
+            .sum();
+        if !zs.existing.as_ref().is_some_and(|id| ids.contains(id)) {
+            free += free_in(obs, zs);
+        }
+        out.insert(zs.az.clone(), free);
+    }
+    out
 }

@@ -132,6 +132,12 @@ pub enum Change {
         set: BTreeMap<String, String>,
         remove: Vec<String>,
     },
+    /// `expand`: one more subnet in an ENIConfig's `spec.subnets`.
+    AddEniConfigSubnet {
+        name: String,
+        subnet: SubnetRef,
+        current: EniConfigSpec,
+    },
 }
 
 /// One zone's custom subnet: kept or to be created.
@@ -148,7 +154,7 @@ impl ZoneSubnet {
         usable(self.cidr)
     }
 
-    fn reference(&self) -> SubnetRef {
+    pub(crate) fn reference(&self) -> SubnetRef {
         match &self.existing {
             Some(id) => SubnetRef::Existing(id.clone()),
             None => SubnetRef::New {
@@ -176,7 +182,23 @@ pub struct Plan {
     /// Steps outside this command's reach, as commands to run.
     pub manual: Vec<String>,
     pub max_pods: Vec<(String, u32)>,
-    pub nodes_to_replace: Vec<NodeToReplace>,
+    /// None: not a question for this plan (`expand` leaves running nodes as they are).
+    pub nodes_to_replace: Option<Vec<NodeToReplace>>,
+}
+
+impl Plan {
+    /// Nothing yet; `nodes_to_replace` None: the question does not arise for this plan.
+    pub fn new(nodes_to_replace: Option<Vec<NodeToReplace>>) -> Plan {
+        Plan {
+            changes: Vec::new(),
+            notes: Vec::new(),
+            warnings: Vec::new(),
+            subnets: Vec::new(),
+            manual: Vec::new(),
+            max_pods: Vec::new(),
+            nodes_to_replace,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -240,9 +262,15 @@ pub enum Refusal {
     },
     #[error("{0}")]
     InstanceType(String),
+    #[error(
+        "no ENIConfig to expand: expand adds subnets to existing ENIConfigs (run `custom-networking apply` first, or give the --eniconfig-dir or --kubeconfig that holds them)"
+    )]
+    NoEniConfigs,
+    #[error("no ENIConfig serves {zone} (ENIConfigs serve {zones})")]
+    NoEniConfigInZone { zone: String, zones: String },
 }
 
-fn usable(cidr: Ipv4Net) -> u64 {
+pub(crate) fn usable(cidr: Ipv4Net) -> u64 {
     (1u64 << (32 - cidr.prefix_len())).saturating_sub(RESERVED_PER_SUBNET)
 }
 
@@ -314,7 +342,7 @@ pub fn check_associable(cidr: Ipv4Net, vpc: &VpcDetail) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn join<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
+pub(crate) fn join<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
     items.map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
 }
 
@@ -352,7 +380,7 @@ pub fn default_prefix(cidr: Ipv4Net, zones: usize) -> u8 {
         .min(SMALLEST_PREFIX)
 }
 
-fn subnet_tags(az: &str) -> BTreeMap<String, String> {
+pub(crate) fn subnet_tags(az: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("Name".to_string(), format!("custom-networking-{az}")),
         (ENICONFIG_TAG.to_string(), az.to_string()),
@@ -553,17 +581,8 @@ fn env_change(obs: &Observed, plan: &mut Plan) {
     }
 }
 
-pub fn plan(req: &Request, obs: &Observed) -> Result<Plan, Refusal> {
-    let mut plan = Plan {
-        changes: Vec::new(),
-        notes: Vec::new(),
-        warnings: Vec::new(),
-        subnets: Vec::new(),
-        manual: Vec::new(),
-        max_pods: plan_max_pods(req)?,
-        nodes_to_replace: Vec::new(),
-    };
-    let cidr = req.cidr;
+/// The association of `cidr` with the VPC, unless it is there or on its way.
+pub(crate) fn associate(cidr: Ipv4Net, obs: &Observed, plan: &mut Plan) -> Result<(), Refusal> {
     if cidr == obs.vpc.primary_cidr {
         return Err(Refusal::PrimaryBlock(cidr));
     }
@@ -581,10 +600,19 @@ pub fn plan(req: &Request, obs: &Observed) -> Result<Plan, Refusal> {
             plan.changes.push(Change::AssociateCidr { cidr });
         }
     }
+    Ok(())
+}
 
-    let (zones, zone_note) = choose_zones(req, obs)?;
-    plan.notes.extend(zone_note);
-    // A zone that already has a subnet inside the block keeps it (the lowest, if several).
+/// One subnet of `cidr` per zone in `plan.subnets`: one already there is kept (the lowest, if
+/// several; tagged when it lacks our tags), the others carved at `subnet_prefix` (default: the
+/// largest that fits every zone).
+pub(crate) fn zone_subnets(
+    cidr: Ipv4Net,
+    zones: &[String],
+    subnet_prefix: Option<u8>,
+    obs: &Observed,
+    plan: &mut Plan,
+) -> Result<(), Refusal> {
     let mut kept: BTreeMap<String, &Subnet> = BTreeMap::new();
     let mut inside: Vec<&Subnet> = obs
         .subnets
@@ -602,12 +630,10 @@ pub fn plan(req: &Request, obs: &Observed) -> Result<Plan, Refusal> {
         .filter(|z| !kept.contains_key(*z))
         .cloned()
         .collect();
-    let prefix = req
-        .subnet_prefix
-        .unwrap_or_else(|| default_prefix(cidr, zones.len()));
+    let prefix = subnet_prefix.unwrap_or_else(|| default_prefix(cidr, zones.len()));
     let taken: Vec<Ipv4Net> = obs.subnets.iter().map(|s| s.cidr).collect();
     let carved = carve(cidr, prefix, &missing, &taken)?;
-    for z in &zones {
+    for z in zones {
         if let Some(s) = kept.get(z) {
             plan.notes.push(format!(
                 "subnet {} ({}, {} usable addresses) serves {z}",
@@ -615,7 +641,7 @@ pub fn plan(req: &Request, obs: &Observed) -> Result<Plan, Refusal> {
                 s.cidr,
                 usable(s.cidr)
             ));
-            if s.cidr.prefix_len() != prefix && req.subnet_prefix.is_some() {
+            if s.cidr.prefix_len() != prefix && subnet_prefix.is_some() {
                 plan.warnings.push(format!(
                     "subnet {} in {z} is a /{}, not the /{prefix} asked for; it is kept",
                     s.id,
@@ -656,6 +682,19 @@ pub fn plan(req: &Request, obs: &Observed) -> Result<Plan, Refusal> {
             });
         }
     }
+    Ok(())
+}
+
+pub fn plan(req: &Request, obs: &Observed) -> Result<Plan, Refusal> {
+    let mut plan = Plan {
+        max_pods: plan_max_pods(req)?,
+        ..Plan::new(Some(Vec::new()))
+    };
+    let cidr = req.cidr;
+    associate(cidr, obs, &mut plan)?;
+    let (zones, zone_note) = choose_zones(req, obs)?;
+    plan.notes.extend(zone_note);
+    zone_subnets(cidr, &zones, req.subnet_prefix, obs, &mut plan)?;
 
     let group = plan_group(req, obs, &mut plan)?;
 
@@ -667,6 +706,7 @@ pub fn plan(req: &Request, obs: &Observed) -> Result<Plan, Refusal> {
             (SubnetRef::Existing(id), None) => Some(EniConfigSpec {
                 subnet: id.clone(),
                 security_groups: None,
+                subnets: None,
             }),
             (SubnetRef::Existing(id), Some(gs)) => gs
                 .iter()
@@ -678,6 +718,7 @@ pub fn plan(req: &Request, obs: &Observed) -> Result<Plan, Refusal> {
                 .map(|gs| EniConfigSpec {
                     subnet: id.clone(),
                     security_groups: Some(gs),
+                    subnets: None,
                 }),
             _ => None,
         };
@@ -712,7 +753,7 @@ pub fn plan(req: &Request, obs: &Observed) -> Result<Plan, Refusal> {
         .iter()
         .filter_map(|s| s.existing.clone())
         .collect();
-    plan.nodes_to_replace = nodes_to_replace(obs, &custom);
+    plan.nodes_to_replace = Some(nodes_to_replace(obs, &custom));
     Ok(plan)
 }
 
@@ -801,6 +842,19 @@ impl fmt::Display for Change {
                 }
                 Ok(())
             }
+            Change::AddEniConfigSubnet {
+                name,
+                subnet,
+                current,
+            } => {
+                let mut now: Vec<String> = current.all_subnets();
+                now.push(subnet.to_string());
+                write!(
+                    f,
+                    "add {subnet} to ENIConfig {name}'s spec.subnets (new ENIs then go to any of {})",
+                    now.join(", ")
+                )
+            }
             Change::SetAwsNodeEnv { set, remove } => {
                 write!(f, "set aws-node environment {}", tags_text(set))?;
                 if !remove.is_empty() {
@@ -813,4 +867,4 @@ impl fmt::Display for Change {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

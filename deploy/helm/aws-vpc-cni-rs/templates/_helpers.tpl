@@ -140,7 +140,7 @@ A name given twice fails.
 {{- $configs := dict }}
 {{- range $name, $c := .Values.customNetworking.eniConfigs }}
 {{- $c = $c | default dict }}
-{{- $_ := set $configs $name (dict "subnet" (required (printf "customNetworking.eniConfigs.%s.subnet is required (the subnet ID of zone %s)" $name $name) $c.subnet) "securityGroups" $c.securityGroups) }}
+{{- $_ := set $configs $name (dict "subnet" (required (printf "customNetworking.eniConfigs.%s.subnet is required (the subnet ID of zone %s)" $name $name) $c.subnet) "securityGroups" $c.securityGroups "subnets" $c.subnets) }}
 {{- end }}
 {{- if .Values.eniConfig.create }}
 {{- range $name, $c := (required "eniConfig.subnets must be specified when eniConfig.create is true" .Values.eniConfig.subnets) }}

@@ -4,18 +4,18 @@ use super::*;
 use ec2::{InstanceEni, VpcCidrBlock};
 use proptest::prelude::*;
 
-fn net(s: &str) -> Ipv4Net {
+pub(crate) fn net(s: &str) -> Ipv4Net {
     s.parse().unwrap()
 }
 
-fn zones() -> Vec<String> {
+pub(crate) fn zones() -> Vec<String> {
     ["us-west-2a", "us-west-2b", "us-west-2c", "us-west-2d"]
         .iter()
         .map(|z| z.to_string())
         .collect()
 }
 
-fn subnet(id: &str, az: &str, cidr: &str) -> Subnet {
+pub(crate) fn subnet(id: &str, az: &str, cidr: &str) -> Subnet {
     Subnet {
         id: id.into(),
         vpc_id: "vpc-1".into(),
@@ -47,7 +47,7 @@ fn eni(id: &str, subnet: &str, device: u32, blocks: u32) -> InstanceEni {
 }
 
 /// The reference document's starting point: only the primary block, a node subnet per zone.
-fn observed() -> Observed {
+pub(crate) fn observed() -> Observed {
     Observed {
         vpc: VpcDetail {
             id: "vpc-1".into(),
@@ -91,7 +91,7 @@ fn request() -> Request {
 }
 
 /// What EC2 and the destination look like after the changes run (ids made up).
-fn execute(obs: &Observed, plan: &Plan) -> Observed {
+pub(crate) fn execute(obs: &Observed, plan: &Plan) -> Observed {
     let mut o = obs.clone();
     let mut new_subnets: BTreeMap<String, String> = BTreeMap::new();
     let mut new_group = None;
@@ -170,14 +170,25 @@ fn execute(obs: &Observed, plan: &Plan) -> Observed {
                 name,
                 subnet,
                 groups,
-                ..
+                replaces,
             } => {
                 let spec = EniConfigSpec {
                     subnet: subnet_id(subnet, &new_subnets),
                     security_groups: groups
                         .as_ref()
                         .map(|gs| gs.iter().map(|g| group_id(g, &new_group)).collect()),
+                    subnets: replaces.as_ref().and_then(|r| r.subnets.clone()),
                 };
+                o.eniconfigs
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(name.clone(), spec);
+            }
+            Change::AddEniConfigSubnet {
+                name,
+                subnet,
+                current,
+            } => {
+                let spec = current.with_subnet(subnet_id(subnet, &new_subnets));
                 o.eniconfigs
                     .get_or_insert_with(BTreeMap::new)
                     .insert(name.clone(), spec);
@@ -212,7 +223,7 @@ fn the_reference_procedure_from_a_primary_only_vpc() {
     );
     assert_eq!(p.max_pods, vec![("m5.large".to_string(), 20)]);
     assert!(p.manual[0].contains("AWS_VPC_K8S_CNI_CUSTOM_NETWORK_CFG=true ENI_CONFIG_LABEL_DEF=topology.kubernetes.io/zone"), "{:?}", p.manual);
-    assert!(p.nodes_to_replace.is_empty());
+    assert_eq!(p.nodes_to_replace, Some(vec![]));
     let after = execute(&observed(), &p);
     let again = plan(&request(), &after).unwrap();
     assert_eq!(again.changes, vec![], "{:?}", again.changes);
@@ -379,6 +390,7 @@ fn existing_subnets_and_eniconfigs_are_kept_or_fixed() {
         EniConfigSpec {
             subnet: "subnet-old".into(),
             security_groups: None,
+            subnets: None,
         },
     )]));
     let r = Request {
@@ -420,14 +432,11 @@ fn nodes_running_pods_outside_the_custom_subnets_are_listed() {
         ),
     ];
     let p = plan(&request(), &o).unwrap();
-    let ids: Vec<&str> = p
-        .nodes_to_replace
-        .iter()
-        .map(|n| n.instance_id.as_str())
-        .collect();
+    let nodes = p.nodes_to_replace.clone().unwrap();
+    let ids: Vec<&str> = nodes.iter().map(|n| n.instance_id.as_str()).collect();
     assert_eq!(ids, ["i-old", "i-second"]);
     assert!(
-        p.nodes_to_replace[1]
+        nodes[1]
             .reason
             .contains("eni-d (device 1) holds 4 pod address(es) in subnet-nb")
     );
@@ -441,7 +450,10 @@ fn nodes_running_pods_outside_the_custom_subnets_are_listed() {
             eni("eni-f", "subnet-new-us-west-2a", 1, 9),
         ],
     )];
-    assert!(plan(&request(), &o2).unwrap().nodes_to_replace.is_empty());
+    assert_eq!(
+        plan(&request(), &o2).unwrap().nodes_to_replace,
+        Some(vec![])
+    );
 }
 
 #[test]
