@@ -38,9 +38,7 @@ pub(crate) fn startup<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E
 
 /// The instance's identity and attached interfaces from metadata, retried (bounded) while
 /// metadata is not reachable yet.
-async fn identity(
-    metadata: &Metadata,
-) -> Result<(InstanceIdentity, Vec<MetadataEni>), AppError> {
+async fn identity(metadata: &Metadata) -> Result<(InstanceIdentity, Vec<MetadataEni>), AppError> {
     let mut pause = Duration::from_millis(100);
     for attempt in 1..=10 {
         match metadata.identity_and_interfaces().await {
@@ -185,7 +183,9 @@ async fn recover(
     let node = &manager.node;
     let enis = match fresh_primary(node, interfaces, saved) {
         Some(primary) => {
-            info!("a fresh node: only the primary ENI is attached (instance metadata), no pod to recover");
+            info!(
+                "a fresh node: only the primary ENI is attached (instance metadata), no pod to recover"
+            );
             vec![primary]
         }
         None => manager

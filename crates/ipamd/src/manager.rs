@@ -908,12 +908,12 @@ impl<C: Ec2 + 'static> Manager<C> {
     ) -> Result<eniconfig::Validation, Ec2Error> {
         let id = &self.node.identity;
         // Both reads at once: they are independent, and a fresh node waits for them.
+        let query = SubnetQuery::Ids(spec.all_subnets());
         let (subnets, groups) = tokio::join!(
-            self.ec2.subnets(&SubnetQuery::Ids(spec.all_subnets())),
+            self.ec2.subnets(&query),
             self.ec2.security_groups(spec.groups())
         );
-        let subnets: Vec<eniconfig::SubnetFacts> =
-            subnets?.iter().map(SubnetFacts::from).collect();
+        let subnets: Vec<eniconfig::SubnetFacts> = subnets?.iter().map(SubnetFacts::from).collect();
         self.remember_subnets(&subnets);
         let groups = groups?;
         let vpc_cidrs = self.node.vpc_cidrs();

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use ec2::{
     AddressRequest, CreateEni, Ec2, Ec2Error, ErrorClass, NetworkInterface, SecurityGroup, Subnet,
-    Vpc,
+    SubnetQuery, Vpc,
 };
 use instance_limits::InstanceLimits;
 use ipam::Time;
@@ -160,6 +160,13 @@ impl<C: Ec2> Ec2 for Paced<C> {
 
     fn subnet(&self, id: &str) -> impl Future<Output = Result<Option<Subnet>, Ec2Error>> + Send {
         self.call(move || self.inner.subnet(id))
+    }
+
+    fn subnets(
+        &self,
+        query: &SubnetQuery,
+    ) -> impl Future<Output = Result<Vec<Subnet>, Ec2Error>> + Send {
+        self.call(move || self.inner.subnets(query))
     }
 
     fn security_groups(
@@ -322,7 +329,11 @@ mod tests {
             let n = self
                 .attempts
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            if n < self.throttled { Err(throttled()) } else { then }
+            if n < self.throttled {
+                Err(throttled())
+            } else {
+                then
+            }
         }
     }
 
@@ -351,7 +362,11 @@ mod tests {
             retried.with_label_values(&["AttachNetworkInterface"]).get(),
             3
         );
-        assert_eq!(paced.with(|b| b.streak()), 0, "the success ended the streak");
+        assert_eq!(
+            paced.with(|b| b.streak()),
+            0,
+            "the success ended the streak"
+        );
     }
 
     #[tokio::test]
@@ -379,7 +394,11 @@ mod tests {
         let e = paced.call(|| script.attempt(Ok(1))).await;
         assert_eq!(e.unwrap_err().class(), ErrorClass::Throttled);
         assert_eq!(script.attempts.into_inner(), 1);
-        assert_eq!(paced.with(|b| b.streak()), 1, "the next call still backs off");
+        assert_eq!(
+            paced.with(|b| b.streak()),
+            1,
+            "the next call still backs off"
+        );
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct Netlink {
     handle: rtnetlink::Handle,
     /// The namespace, as errors name it: its path, or `net:[inode]` for the caller's own.
     ns: Arc<str>,
+    /// The kernel runs one dump at a time per socket and refuses a second with EBUSY (ipamd
+    /// lists rules for a new ENI while start-up lists them for the node): clones take turns.
+    dumps: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Netlink {
@@ -56,6 +59,7 @@ impl Netlink {
         Ok(Netlink {
             handle,
             ns: ns.into(),
+            dumps: Arc::default(),
         })
     }
 
@@ -79,6 +83,7 @@ impl Netlink {
         Ok(Netlink {
             handle,
             ns: name.into(),
+            dumps: Arc::default(),
         })
     }
 
@@ -91,13 +96,11 @@ impl Netlink {
 
     pub async fn links(&self) -> Result<Vec<Link>, NetlinkError> {
         let msgs: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| self.fail("list links".into(), e))?;
+            .dump(
+                || "list links".into(),
+                || self.handle.link().get().execute(),
+            )
+            .await?;
         Ok(msgs.into_iter().map(to_link).collect())
     }
 
@@ -219,14 +222,17 @@ impl Netlink {
     /// The IPv4 addresses of link `index`.
     pub async fn addresses(&self, index: u32) -> Result<Vec<Ipv4Net>, NetlinkError> {
         let msgs: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| self.fail(format!("list addresses of #{index}"), e))?;
+            .dump(
+                || format!("list addresses of #{index}"),
+                || {
+                    self.handle
+                        .address()
+                        .get()
+                        .set_link_index_filter(index)
+                        .execute()
+                },
+            )
+            .await?;
         Ok(msgs.into_iter().filter_map(to_ipv4_address).collect())
     }
 
@@ -254,9 +260,7 @@ impl Netlink {
             .build();
         match self.handle.address().del(msg).execute().await {
             Ok(()) => Ok(()),
-            Err(e) if is_absent(&e, &[Errno::EADDRNOTAVAIL, Errno::ENOENT, Errno::ENODEV]) => {
-                Ok(())
-            }
+            Err(e) if errno_in(&e, &[Errno::EADDRNOTAVAIL, Errno::ENOENT, Errno::ENODEV]) => Ok(()),
             Err(e) => Err(self.fail(
                 format!("delete address {addr} from {}", self.dev(index).await),
                 e,
@@ -273,13 +277,11 @@ impl Netlink {
             .table_id(table)
             .build();
         let msgs: Vec<RouteMessage> = self
-            .handle
-            .route()
-            .get(dump)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| self.fail(format!("list routes of table {table}"), e))?;
+            .dump(
+                || format!("list routes of table {table}"),
+                move || self.handle.route().get(dump).execute(),
+            )
+            .await?;
         Ok(msgs
             .into_iter()
             .filter_map(to_route)
@@ -308,7 +310,7 @@ impl Netlink {
         msg.header.protocol = RouteProtocol::Unspec;
         match self.handle.route().del(msg).execute().await {
             Ok(()) => Ok(()),
-            Err(e) if is_absent(&e, &[Errno::ESRCH, Errno::ENOENT]) => Ok(()),
+            Err(e) if errno_in(&e, &[Errno::ESRCH, Errno::ENOENT]) => Ok(()),
             Err(e) => Err(self.fail(format!("delete route {}", self.route_text(route).await), e)),
         }
     }
@@ -319,13 +321,11 @@ impl Netlink {
     /// `iif`, or other actions are left out).
     pub async fn rules(&self) -> Result<Vec<Rule>, NetlinkError> {
         let msgs: Vec<RuleMessage> = self
-            .handle
-            .rule()
-            .get(IpVersion::V4)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| self.fail("list rules".into(), e))?;
+            .dump(
+                || "list rules".into(),
+                || self.handle.rule().get(IpVersion::V4).execute(),
+            )
+            .await?;
         Ok(msgs.into_iter().filter_map(to_rule).collect())
     }
 
@@ -348,7 +348,7 @@ impl Netlink {
     pub async fn delete_rule(&self, rule: &Rule) -> Result<(), NetlinkError> {
         match self.handle.rule().del(rule_message(rule)).execute().await {
             Ok(()) => Ok(()),
-            Err(e) if is_absent(&e, &[Errno::ENOENT, Errno::ESRCH]) => Ok(()),
+            Err(e) if errno_in(&e, &[Errno::ENOENT, Errno::ESRCH]) => Ok(()),
             Err(e) => Err(self.fail(format!("delete rule {rule}"), e)),
         }
     }
@@ -388,14 +388,17 @@ impl Netlink {
         index: u32,
     ) -> Result<Vec<(Ipv4Addr, [u8; 6], bool)>, NetlinkError> {
         let msgs: Vec<_> = self
-            .handle
-            .neighbours()
-            .get()
-            .set_address_family(AddressFamily::Inet)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| self.fail(format!("list neighbours of #{index}"), e))?;
+            .dump(
+                || format!("list neighbours of #{index}"),
+                || {
+                    self.handle
+                        .neighbours()
+                        .get()
+                        .set_address_family(AddressFamily::Inet)
+                        .execute()
+                },
+            )
+            .await?;
         Ok(msgs
             .into_iter()
             .filter(|m| m.header.ifindex == index)
@@ -416,6 +419,22 @@ impl Netlink {
                 Some((ip?, mac?, m.header.state == NeighbourState::Permanent))
             })
             .collect())
+    }
+
+    /// Reads a whole dump, one at a time on this socket (see [`Netlink::dumps`]).
+    async fn dump<T, S>(
+        &self,
+        op: impl FnOnce() -> String,
+        request: impl FnOnce() -> S,
+    ) -> Result<Vec<T>, NetlinkError>
+    where
+        S: futures_util::Stream<Item = Result<T, rtnetlink::Error>>,
+    {
+        let _turn = self.dumps.lock().await;
+        request()
+            .try_collect()
+            .await
+            .map_err(|e| self.fail(op(), e))
     }
 
     // ---- error text ----
@@ -549,12 +568,12 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
     }
 }
 
-fn is_absent(e: &rtnetlink::Error, absent: &[Errno]) -> bool {
+fn errno_in(e: &rtnetlink::Error, absent: &[Errno]) -> bool {
     errno(e).is_some_and(|n| absent.iter().any(|a| *a as i32 == n))
 }
 
 fn is_no_device(e: &rtnetlink::Error) -> bool {
-    is_absent(e, &[Errno::ENODEV])
+    errno_in(e, &[Errno::ENODEV])
 }
 
 fn to_link(m: LinkMessage) -> Link {

@@ -637,3 +637,52 @@ fn dropping_the_socket_ends_its_connection_task() {
         );
     });
 }
+
+/// The kernel runs one dump per socket at a time and refuses another with EBUSY while the first
+/// is still being read (a dump longer than one message batch). ipamd's tasks share one socket:
+/// concurrent listings must all succeed.
+#[tokio::test]
+async fn concurrent_dumps_on_one_socket_all_succeed() {
+    require_root();
+    let a = TestNs::new();
+    a.ip("link add d0 type veth peer name d1");
+    a.ip("link set d1 up");
+    a.ip("link set d0 up");
+    // Enough routes that one dump takes many batches.
+    let batch: String = (0..3000)
+        .map(|i| {
+            format!(
+                "route add 10.{}.{}.0/24 dev d0 table 100\n",
+                i / 256,
+                i % 256
+            )
+        })
+        .collect();
+    let file = std::env::temp_dir().join(format!("{}-routes", a.name));
+    std::fs::write(&file, batch).expect("write the batch");
+    let added = Command::new("ip")
+        .args(["-n", &a.name, "-batch"])
+        .arg(&file)
+        .status();
+    let _ = std::fs::remove_file(&file);
+    assert!(added.expect("ip -batch").success(), "ip -batch failed");
+
+    let nl = a.netlink().await;
+    let clone = nl.clone();
+    let (r1, r2, rules, links, r3) = tokio::join!(
+        nl.routes(100),
+        clone.routes(100),
+        nl.rules(),
+        nl.links(),
+        nl.routes(100)
+    );
+    for (what, n) in [
+        ("routes", r1.expect("routes").len()),
+        ("routes of a clone", r2.expect("routes of a clone").len()),
+        ("routes again", r3.expect("routes again").len()),
+    ] {
+        assert_eq!(n, 3000, "{what}");
+    }
+    assert_eq!(rules.expect("rules").len(), 3);
+    assert!(links.expect("links").iter().any(|l| l.name == "d0"));
+}

@@ -579,7 +579,8 @@ mod tests {
         assert!(e.contains("docker") && e.contains("containerd"), "{e}");
     }
 
-    const FLEET: &str = "fleet: {count: 100, instance_type: m5.large, zones: [us-west-2a, us-west-2b]}\n";
+    const FLEET: &str =
+        "fleet: {count: 100, instance_type: m5.large, zones: [us-west-2a, us-west-2b]}\n";
 
     /// The default testbed with its two named nodes replaced by `fleet`.
     fn fleet_config(fleet: &str) -> Result<Config, ConfigError> {
@@ -645,11 +646,17 @@ mod tests {
     fn a_bad_fleet_is_refused_naming_the_problem() {
         let e = |fleet: &str| fleet_config(fleet).unwrap_err().to_string();
         let m = e("fleet: {count: 0, instance_type: m5.large, zones: [us-west-2a]}\n");
-        assert!(m.contains("fleet.count") && m.contains("between 1 and"), "{m}");
+        assert!(
+            m.contains("fleet.count") && m.contains("between 1 and"),
+            "{m}"
+        );
         let m = e("fleet: {count: 5000, instance_type: m5.large, zones: [us-west-2a]}\n");
         assert!(m.contains("fleet.count"), "{m}");
         let m = e("fleet: {count: 2, instance_type: m5.large, zones: []}\n");
-        assert!(m.contains("fleet.zones") && m.contains("at least one"), "{m}");
+        assert!(
+            m.contains("fleet.zones") && m.contains("at least one"),
+            "{m}"
+        );
         let m = e("fleet: {count: 2, instance_type: m5.large, zones: [us-west-2c]}\n");
         assert!(
             m.contains("fleet.zones[0] (us-west-2c)") && m.contains("no subnet"),
