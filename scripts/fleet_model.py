@@ -106,11 +106,26 @@ def render(per_node: dict[str, float], rows: list[Row], ratio: float | None) -> 
     return "\n".join("| " + line + " |" for line in lines)
 
 
+def render_rest(per_node_hour: dict[str, float], sizes: list[int]) -> str:
+    """At rest: each action's calls per second for the fleet, as a share of its bucket's refill."""
+    head = ["nodes"] + [f"{a} ({per_node_hour[a]:g}/node/h)" for a in sorted(per_node_hour)]
+    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    for n in sizes:
+        cells = [str(n)]
+        for a in sorted(per_node_hour):
+            per_s = per_node_hour[a] * n / 3600.0
+            cells.append(f"{per_s:.2f}/s = {describe_share_at_rest(per_node_hour[a], n, a) * 100:.1f} % of the refill")
+        lines.append(" | ".join(cells))
+    return "\n".join("| " + line + " |" for line in lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", required=True, help="JSON: calls per node by action")
     p.add_argument("--nodes", type=int, nargs="+", default=[100, 1000, 5000])
     p.add_argument("--ratio", type=float, help="measured time / floor at the size that was run")
+    p.add_argument("--rest", metavar="JSON",
+                   help="calls per node per hour at rest by action: prints each bucket's share of its refill")
     args = p.parse_args(argv)
     with open(args.profile) as f:
         per_node = {a: float(n) for a, n in json.load(f).items()}
@@ -120,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--nodes takes positive numbers")
     print("buckets (burst, refill/s): " + ", ".join(f"{a} {bucket(a)[0]:.0f}/{bucket(a)[1]:g}" for a in sorted(per_node)))
     print(render(per_node, model(per_node, args.nodes, args.ratio), args.ratio))
+    if args.rest:
+        with open(args.rest) as f:
+            rest = {a: float(n) for a, n in json.load(f).items()}
+        if any(n < 0 or math.isnan(n) for n in rest.values()):
+            p.error("calls per node per hour must be non-negative numbers")
+        print()
+        print(render_rest(rest, args.nodes))
     return 0
 
 

@@ -85,3 +85,17 @@ def test_the_command_line(tmp_path, capsys):
     assert "AttachNetworkInterface" in out and "16.5 min (990 s)" in out
     with pytest.raises(SystemExit):
         fleet_model.main(["--profile", str(profile), "--nodes", "0"])
+
+
+def test_the_command_line_at_rest(tmp_path, capsys):
+    profile = tmp_path / "calls.json"
+    profile.write_text(json.dumps(WARM_UP))
+    rest = tmp_path / "rest.json"
+    rest.write_text(json.dumps({"DescribeNetworkInterfaces": 1.0}))
+    assert fleet_model.main(["--profile", str(profile), "--nodes", "5000", "--rest", str(rest)]) == 0
+    out = capsys.readouterr().out
+    # 5000 calls an hour: 1.39/s of a 20/s refill.
+    assert "| 5000 | 1.39/s = 6.9 % of the refill |" in out
+    rest.write_text(json.dumps({"DescribeNetworkInterfaces": -1}))
+    with pytest.raises(SystemExit):
+        fleet_model.main(["--profile", str(profile), "--rest", str(rest)])
