@@ -69,13 +69,21 @@ def cmd_settle(endpoint, quiet, limit):
             last, since = now, time.monotonic()
 
 
-def cmd_started(pid):
-    """Wall clock (epoch seconds) at which process `pid` started."""
+def started_at(pid):
+    """Wall clock (epoch seconds) at which process `pid` started, to a clock tick (10 ms).
+
+    /proc/<pid>/stat gives the start in ticks since boot; /proc/stat's `btime` is whole seconds,
+    so `btime + start` is off by up to a second (what made an earlier first-address figure read
+    ~1 s). The boot-time clock, read now next to the wall clock, gives the offset exactly."""
     with open(f"/proc/{pid}/stat") as f:
         ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-    with open("/proc/stat") as f:
-        btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-    print(f"{btime + ticks / os.sysconf('SC_CLK_TCK'):.3f}")
+    since_boot = ticks / os.sysconf("SC_CLK_TCK")
+    return time.time() - (time.clock_gettime(time.CLOCK_BOOTTIME) - since_boot)
+
+
+def cmd_started(pid):
+    """Wall clock (epoch seconds) at which process `pid` started."""
+    print(f"{started_at(int(pid)):.3f}")
 
 
 def cmd_rss(pid):

@@ -21,18 +21,10 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fleet_model  # noqa: E402
+from bench_tools import started_at  # noqa: E402
 
 THROTTLED = {"RequestLimitExceeded", "Throttling"}
 TARGETS = {"ratio": 1.3, "calls per node": 5}
-
-
-def started_at(pid: int) -> float:
-    """Wall clock (epoch seconds) at which process `pid` started."""
-    with open(f"/proc/{pid}/stat") as f:
-        ticks = int(f.read().rsplit(")", 1)[1].split()[19])
-    with open("/proc/stat") as f:
-        btime = next(int(line.split()[1]) for line in f if line.startswith("btime "))
-    return btime + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def proc_kib(pid: int, path: str, key: str) -> int:

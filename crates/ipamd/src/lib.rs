@@ -11,6 +11,7 @@ pub mod datapath;
 pub mod drift;
 pub mod events;
 pub mod facts;
+pub mod forget;
 pub mod introspection;
 pub mod limits;
 pub mod logging;

@@ -41,7 +41,10 @@ pub fn grpc<H: tonic_health::pb::health_server::Health>(
     health: tonic_health::pb::health_server::HealthServer<H>,
 ) -> Result<impl std::future::Future<Output = ()>, AppError> {
     let address = node.cli.options.grpc_address.clone();
-    let backend = rpc::cni_backend_server::CniBackendServer::new(Backend { node });
+    let backend = rpc::cni_backend_server::CniBackendServer::new(Backend {
+        forget: crate::forget::Forgetter::start(node.clone()),
+        node,
+    });
     let router = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(backend);

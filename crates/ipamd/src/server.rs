@@ -11,12 +11,15 @@ use rpc::{
     GarbageCollectRequest, IpAllocationMetadata,
 };
 use tonic::{Request, Response, Status};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 
+use crate::forget::Forgetter;
 use crate::node::{Node, NodeState, Target};
 
 pub struct Backend {
     pub node: Arc<Node>,
+    /// Released addresses' conntrack entries, flushed once the plugin removed the routes.
+    pub forget: Forgetter,
 }
 
 fn key(network: &str, container: &str, infra: &str, if_name: &str) -> Result<AllocKey, Status> {
@@ -210,7 +213,7 @@ impl CniBackend for Backend {
         self.persist(&st)?;
         drop(st);
         info!(key = %key, ip = %released.ip, reason, "DelNetwork");
-        forget_connections(released.ip);
+        self.forget.forget(released.ip);
         self.node.wake.notify_one();
         self.node.changed.notify_one();
         Ok(Response::new(DelNetworkReply {
@@ -267,7 +270,7 @@ impl Backend {
             .inc_by(released.len() as u64);
         for r in &released {
             info!(key = %r.key, ip = %r.ip, "GC released an allocation the runtime no longer knows");
-            forget_connections(r.ip);
+            self.forget.forget(r.ip);
         }
         self.node.reconcile_now.notify_one();
         self.node.wake.notify_one();
@@ -277,20 +280,4 @@ impl Backend {
             .flat_map(|r| allocation_metadata(r.ip, r.device_number, r.route_table))
             .collect())
     }
-}
-
-/// The released address's conntrack entries go once the plugin has removed its routes (it calls
-/// DelNetwork first), so the next pod given the address inherits no NAT or connmark state.
-fn forget_connections(ip: std::net::Ipv4Addr) {
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-        match tokio::task::spawn_blocking(move || crate::datapath::conntrack::flush(ip)).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => {
-                debug!(%ip, entries = n, "conntrack entries of a released address deleted")
-            }
-            Ok(Err(e)) => warn!(%ip, error = e, "conntrack entries of a released address kept"),
-            Err(e) => warn!(%ip, error = %e, "conntrack flush task"),
-        }
-    });
 }

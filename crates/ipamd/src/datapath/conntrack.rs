@@ -7,12 +7,23 @@
 use std::net::Ipv4Addr;
 
 /// Deletes every entry whose original source or destination is `ip`; returns how many went.
-/// No matching entry is not an error.
+/// No matching entry is not an error. At the lowest CPU priority (`nice -n 19`): the flush can
+/// wait, the plugin's gRPC calls next to it cannot.
 pub fn flush(ip: Ipv4Addr) -> Result<u64, String> {
     let mut deleted = 0;
     for direction in ["--orig-src", "--orig-dst"] {
         let out = command::output(
-            &["conntrack", "-D", "-f", "ipv4", direction, &ip.to_string()],
+            &[
+                "nice",
+                "-n",
+                "19",
+                "conntrack",
+                "-D",
+                "-f",
+                "ipv4",
+                direction,
+                &ip.to_string(),
+            ],
             None,
         )
         .map_err(|e| e.to_string())?;
