@@ -117,3 +117,43 @@ def test_unix_socket_per_instance(ec2, emu, net):
 def _second_octet(ec2, net) -> str:
     cidr = ec2.describe_vpcs(VpcIds=[net.vpc])["Vpcs"][0]["CidrBlock"]
     return cidr.split(".")[1]
+
+
+def test_a_tree_is_built_once_per_state_version(monkeypatch):
+    """A fleet's start reads metadata thousands of times: between mutating calls the tree is
+    reused, and a mutating call (the version moves) makes the next read see the change."""
+    import sys
+
+    import boto3
+    from moto import mock_aws
+
+    from conftest import EMULATOR_DIR
+
+    sys.path.insert(0, EMULATOR_DIR)
+    from vpcemu import imds, state
+
+    builds = []
+    real = imds._tree
+    monkeypatch.setattr(imds, "_tree", lambda inst: builds.append(inst.id) or real(inst))
+    version = state.Version()
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-west-2")
+        iid = ec2.run_instances(ImageId="ami-12c6146b", MinCount=1, MaxCount=1, InstanceType="m5.large")[
+            "Instances"
+        ][0]["InstanceId"]
+        status, token, _ = imds.handle(
+            iid, "PUT", "/latest/api/token", {imds.TOKEN_TTL_HEADER: "60"}, version
+        )
+        assert status == 200
+        get = lambda path: imds.handle(iid, "GET", path, {imds.TOKEN_HEADER: token}, version)  # noqa: E731
+        for _ in range(5):
+            assert get("/latest/meta-data/instance-type")[:2] == (200, "m5.large")
+        assert builds == [iid]
+        ec2.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "m5.xlarge"})
+        assert get("/latest/meta-data/instance-type")[1] == "m5.large", "no version bump: cached"
+        version.bump()
+        assert get("/latest/meta-data/instance-type")[:2] == (200, "m5.xlarge")
+        assert builds == [iid, iid]
+        # Without a version (callers that do not know it), every read builds.
+        imds.handle(iid, "GET", "/latest/meta-data/instance-type", {imds.TOKEN_HEADER: token})
+        assert builds == [iid, iid, iid]

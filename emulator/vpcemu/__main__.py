@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         emu.throttle.configure(True)
     if args.sock_dir:
         os.makedirs(args.sock_dir, exist_ok=True)
-    listeners = MetadataListeners(args.sock_dir)
+    listeners = MetadataListeners(args.sock_dir, version=emu.version)
     app = EmulatorApp(moto_app, emu, listeners)
 
     host, port = args.listen

@@ -139,8 +139,35 @@ def _listing(node: dict[str, Any]) -> str:
 Response = tuple[int, str, dict[str, str]]
 
 
-def handle(instance_id: str, method: str, path: str, headers: dict[str, str]) -> Response:
-    """Serve one IMDS request; ``headers`` holds WSGI-style HTTP_* keys."""
+_TREES: dict[str, tuple[int, dict[str, Any] | None]] = {}
+_TREES_LOCK = threading.Lock()
+
+
+def _current_tree(instance_id: str, version: state.Version | None) -> dict[str, Any] | None:
+    """The instance's tree (None once it is gone). With ``version``, a tree is built once per
+    state version and reused until a mutating EC2 call moves it: a fleet starting at once sends
+    thousands of metadata reads, and every build waits for the EC2 lock. The version is read
+    before the build, so a tree can only be labelled older than it is (and built again)."""
+    seen = version.value if version is not None else None
+    if seen is not None:
+        with _TREES_LOCK:
+            hit = _TREES.get(instance_id)
+        if hit is not None and hit[0] == seen:
+            return hit[1]
+    with state.LOCK:
+        instance = world.find_instance(instance_id)
+        tree = None if instance is None or instance.state == "terminated" else _tree(instance)
+    if seen is not None:
+        with _TREES_LOCK:
+            _TREES[instance_id] = (seen, tree)
+    return tree
+
+
+def handle(
+    instance_id: str, method: str, path: str, headers: dict[str, str], version: state.Version | None = None
+) -> Response:
+    """Serve one IMDS request; ``headers`` holds WSGI-style HTTP_* keys; ``version`` enables the
+    tree cache (:func:`_current_tree`)."""
     if path == "/latest/api/token":
         if method != "PUT":
             return 405, "", {}
@@ -163,11 +190,9 @@ def handle(instance_id: str, method: str, path: str, headers: dict[str, str]) ->
     if not path.startswith("/latest"):
         return 404, "", {}
     parts = [p for p in path[len("/latest"):].split("/") if p]
-    with state.LOCK:
-        instance = world.find_instance(instance_id)
-        if instance is None or instance.state == "terminated":
-            return 404, "", {}
-        tree = _tree(instance)
+    tree = _current_tree(instance_id, version)
+    if tree is None:
+        return 404, "", {}
     if not parts:
         return 200, _listing(tree), {}
     node = _lookup(tree, parts)
@@ -182,11 +207,11 @@ def handle(instance_id: str, method: str, path: str, headers: dict[str, str]) ->
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed"}
 
 
-def make_app(instance_id: str) -> Callable[..., Any]:
+def make_app(instance_id: str, version: state.Version | None = None) -> Callable[..., Any]:
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         headers = {k: v for k, v in environ.items() if k.startswith("HTTP_")}
         status, body, extra = handle(
-            instance_id, environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/"), headers
+            instance_id, environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/"), headers, version
         )
         data = body.encode()
         out = {"Content-Type": "text/plain", "Content-Length": str(len(data)), "Server": "EC2ws"}

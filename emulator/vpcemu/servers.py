@@ -87,9 +87,13 @@ class MetadataListeners:
     """One IMDS unix socket per live instance (with --sock-dir) and, on demand,
     one loopback TCP listener per instance."""
 
-    def __init__(self, sock_dir: str | None, tcp_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, sock_dir: str | None, tcp_host: str = "127.0.0.1", version: state.Version | None = None
+    ) -> None:
         self.sock_dir = sock_dir
         self.tcp_host = tcp_host
+        # With the state version, metadata trees are cached until a mutating call (imds.py).
+        self.version = version
         self._lock = threading.Lock()
         self._unix: dict[str, tuple[Server, str]] = {}
         self._tcp: dict[str, Server] = {}
@@ -109,7 +113,7 @@ class MetadataListeners:
                     path = self.socket_path(iid)
                     assert path is not None
                     try:
-                        self._unix[iid] = (unix_server(path, imds.make_app(iid), f"imds-{iid}"), path)
+                        self._unix[iid] = (unix_server(path, imds.make_app(iid, self.version), f"imds-{iid}"), path)
                         log.info("instance metadata for %s on %s", iid, path)
                     except OSError as exc:
                         log.error("cannot serve metadata for %s on %s: %s", iid, path, exc)
@@ -129,7 +133,7 @@ class MetadataListeners:
         with self._lock:
             server = self._tcp.get(instance_id)
             if server is None:
-                server = tcp_server(self.tcp_host, 0, imds.make_app(instance_id), f"imds-tcp-{instance_id}")
+                server = tcp_server(self.tcp_host, 0, imds.make_app(instance_id, self.version), f"imds-tcp-{instance_id}")
                 self._tcp[instance_id] = server
                 log.info("instance metadata for %s on http://%s:%d", instance_id, self.tcp_host, server.port)
             return f"http://{self.tcp_host}:{server.port}"

@@ -41,7 +41,7 @@ pub struct Policy {
 /// ipamd's policy. The SDK's own retries (`cli.rs`) come first, with a shorter back-off.
 pub const POLICY: Policy = Policy {
     base: Duration::from_millis(250),
-    cap: Duration::from_secs(2),
+    cap: Duration::from_secs(1),
     give_up_after: Duration::from_secs(120),
 };
 
