@@ -12,6 +12,7 @@ Standard library only.
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
 import json
 import os
 import statistics
@@ -74,6 +75,20 @@ def throttling_errors_in_log(path: str) -> int:
     return n
 
 
+def identity_at(path: str) -> float | None:
+    """Wall clock of the node's "instance identity" log line: where its instance-metadata phase
+    ends and its EC2 calls begin."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if '"instance identity"' in line:
+                    stamp = json.loads(line)["timestamp"]
+                    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except (FileNotFoundError, ValueError, KeyError):
+        return None
+    return None
+
+
 def main(prefix: str, testbed: str, mem_before_kib: str) -> int:
     state = f"/run/vpc-testbed/{prefix}"
     status = json.load(open(f"{state}/status.json"))
@@ -127,6 +142,15 @@ def main(prefix: str, testbed: str, mem_before_kib: str) -> int:
     if per_node_times:
         print(f"   one node, ipamd start to network-ready: median {statistics.median(per_node_times):.2f} s, "
               f"max {per_node_times[-1]:.2f} s")
+    # Where the time goes: instance metadata (the testbed's, one Python process for the whole
+    # fleet; on EC2 each host answers its own) until each node knows its identity, then EC2.
+    identities = sorted(t - launched for t in
+                        (identity_at(f"{state}/nodes/{name}/ipamd.log") for name in starts) if t is not None)
+    if identities and ready:
+        last_ready = max(ready) - launched
+        print(f"   identity from instance metadata, after the first ipamd start: median {statistics.median(identities):.2f} s, "
+              f"last {identities[-1]:.2f} s; EC2 phase (first identity to the last network-ready) "
+              f"{last_ready - identities[0]:.1f} s against the floor's {floor.seconds:.1f} s")
     print()
     print("EC2 calls during the warm-up, by action (every node's, the testbed's own seeding left out):")
     rows = []

@@ -451,14 +451,16 @@ impl<C: Ec2 + 'static> Manager<C> {
     }
 
     /// A free device index for a new ENI. Interfaces someone else attached take indices too:
-    /// instance metadata lists them all without an EC2 API token (EC2 itself only when
-    /// metadata cannot be read).
+    /// instance metadata lists them all without an EC2 API token (when it cannot be read, the
+    /// indices ipamd knows).
     async fn device_index(&self) -> u32 {
         match self.node.metadata.device_numbers().await {
             Ok(taken) => self.free_device_index(&self.node.lock(), &taken),
             Err(e) => {
-                warn!(error = %e, "the instance's interfaces from metadata: asking EC2");
-                self.resync().await;
+                // What ipamd knows (its ENIs, and the others start-up found) is right unless an
+                // interface came since; then the attach is refused and `create_eni` asks EC2.
+                // No describe here: under a fleet's start, metadata is slow for everyone.
+                warn!(error = %e, "the instance's interfaces from metadata: using the device indices ipamd knows");
                 self.free_device_index(&self.node.lock(), &[])
             }
         }
