@@ -19,7 +19,6 @@ pub mod manager;
 pub mod metrics;
 pub mod node;
 pub mod pacing;
-pub mod paging;
 pub mod persist;
 pub mod readiness;
 pub mod reconcile;
