@@ -276,7 +276,7 @@ impl Options {
     pub fn reconcile_interval(&self) -> Duration {
         Duration::from_secs(self.reconcile_interval)
     }
-    /// The timeouts and retries of every EC2 call. Three attempts with short pauses (up to 1 s
+    /// The timeouts and retries of every EC2 call. Three attempts with short pauses (up to 2 s
     /// rather than the SDK's 20 s): a call still throttled after them waits the node's shared
     /// back-off (`pacing.rs`), which keeps a fleet's retries out of step.
     pub fn sdk_options(&self, region: &str) -> ec2::SdkOptions {
@@ -290,7 +290,7 @@ impl Options {
             },
             max_attempts: 3,
             initial_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(2),
             ..Default::default()
         }
     }

@@ -32,7 +32,9 @@ pub struct Policy {
     /// in a row.
     pub base: Duration,
     /// No pause is longer. Short enough that a node waiting behind a refilling bucket asks
-    /// again soon after a token is back (EC2 refills mutating buckets at 5 per second).
+    /// again soon after a token is back (EC2 refills mutating buckets at 5 per second), long
+    /// enough that a fleet waiting together does not make ten throttled attempts per token
+    /// (1 s tripled the throttled attempts of `make fleet` and made it slower, not faster).
     pub cap: Duration,
     /// A call still throttled this long after its first attempt fails to its caller.
     pub give_up_after: Duration,
@@ -41,7 +43,7 @@ pub struct Policy {
 /// ipamd's policy. The SDK's own retries (`cli.rs`) come first, with a shorter back-off.
 pub const POLICY: Policy = Policy {
     base: Duration::from_millis(250),
-    cap: Duration::from_secs(1),
+    cap: Duration::from_secs(2),
     give_up_after: Duration::from_secs(120),
 };
 
