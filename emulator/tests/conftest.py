@@ -87,16 +87,22 @@ def emu(tmp_path_factory: pytest.TempPathFactory) -> Emu:
         log.close()
 
 
-@pytest.fixture(scope="session")
-def ec2(emu: Emu) -> Any:
+def ec2_client(emu: Emu, access_key: str = "testing") -> Any:
+    """An EC2 client of the emulator signing with `access_key` (the emulator counts calls per
+    key), without retries."""
     return boto3.client(
         "ec2",
         endpoint_url=emu.url,
         region_name=REGION,
-        aws_access_key_id="testing",
+        aws_access_key_id=access_key,
         aws_secret_access_key="testing",
         config=Config(retries={"max_attempts": 1, "mode": "standard"}),
     )
+
+
+@pytest.fixture(scope="session")
+def ec2(emu: Emu) -> Any:
+    return ec2_client(emu)
 
 
 @pytest.fixture(autouse=True)

@@ -8,12 +8,10 @@ import re
 import threading
 import time
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import REGION, error_code, http_request, run_instance, signed_ec2_request
+from conftest import ec2_client, error_code, http_request, run_instance, signed_ec2_request
 
 
 def test_throttling_after_the_burst(emu, net):
@@ -157,14 +155,7 @@ def test_call_counts_by_caller(ec2, emu, net):
     """Each signing access key is a caller: a fleet whose nodes sign with their own keys is
     counted per node, throttled calls included."""
     emu.control("DELETE", "/_testbed/calls")
-    node = boto3.client(
-        "ec2",
-        endpoint_url=emu.url,
-        region_name=REGION,
-        aws_access_key_id="testbed-node-7",
-        aws_secret_access_key="testing",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-    )
+    node = ec2_client(emu, "testbed-node-7")
     node.describe_subnets(SubnetIds=[net.subnet])
     emu.control(
         "POST",
