@@ -49,7 +49,7 @@ fn listed(listing: &str, ips: &BTreeSet<Ipv4Addr>) -> BTreeSet<Ipv4Addr> {
 /// Deletes every entry whose original source or destination is `ip`; returns how many went.
 /// No matching entry is not an error. At the lowest CPU priority (`nice -n 19`): the flush can
 /// wait, the plugin's gRPC calls next to it cannot.
-pub fn flush(ip: Ipv4Addr) -> Result<u64, String> {
+fn flush(ip: Ipv4Addr) -> Result<u64, String> {
     let mut deleted = 0;
     for direction in ["--orig-src", "--orig-dst"] {
         let out = command::output(
