@@ -317,6 +317,7 @@ fn spawn(
         nl.clone(),
         shutdown_rx.clone(),
     )));
+    tasks.push(tokio::spawn(crate::heap::keep_trimmed(shutdown_rx.clone())));
     tasks.push(tokio::spawn(crate::capacity::watch(
         node.clone(),
         limits.max_pods.clone(),

@@ -12,6 +12,7 @@ pub mod drift;
 pub mod events;
 pub mod facts;
 pub mod forget;
+pub mod heap;
 pub mod introspection;
 pub mod limits;
 pub mod logging;

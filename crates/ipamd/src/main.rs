@@ -9,6 +9,7 @@ fn main() -> ExitCode {
         eprintln!("ipamd: {e}");
         return ExitCode::from(2);
     }
+    ipamd::heap::limit_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -20,7 +21,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(ipamd::app::run(cli)) {
+    match runtime.block_on(Box::pin(ipamd::app::run(cli))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
