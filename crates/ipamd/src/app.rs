@@ -289,6 +289,10 @@ fn spawn(
         ready_tx,
         shutdown_rx.clone(),
     )));
+    tasks.push(tokio::spawn(crate::memory::keep_trimmed(
+        ready_rx.clone(),
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(crate::readiness::health(
         ready_rx.clone(),
         health_reporter.clone(),
@@ -317,7 +321,6 @@ fn spawn(
         nl.clone(),
         shutdown_rx.clone(),
     )));
-    tasks.push(tokio::spawn(crate::heap::keep_trimmed(shutdown_rx.clone())));
     tasks.push(tokio::spawn(crate::capacity::watch(
         node.clone(),
         limits.max_pods.clone(),

@@ -9,7 +9,7 @@ fn main() -> ExitCode {
         eprintln!("ipamd: {e}");
         return ExitCode::from(2);
     }
-    ipamd::heap::limit_arenas();
+    ipamd::memory::limit_arenas();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

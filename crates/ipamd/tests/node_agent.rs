@@ -223,6 +223,44 @@ async fn custom_networking_puts_pod_enis_in_the_eniconfig_subnet_with_its_groups
     );
 }
 
+/// A fresh custom-networking node asks EC2 only what metadata cannot tell it: the ENIConfig's
+/// subnet and groups, then create, attach and delete-on-termination. No DescribeNetworkInterfaces
+/// (metadata lists the primary alone and there is no checkpoint) and no describe for the new ENI's
+/// device index (metadata has it). Restarted, the node is no longer fresh: it asks EC2 which ENIs
+/// are its own, and its pods keep their addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_node_reaches_its_warm_target_with_five_ec2_calls_a_restarted_one_describes() {
+    let tb = Testbed::with_agents(None);
+    wait_enis(&tb, "node-a", 2, 9).await;
+    settled(&tb, "node-a");
+    let expected: BTreeMap<String, u64> = [
+        "DescribeSubnets",
+        "DescribeSecurityGroups",
+        "CreateNetworkInterface",
+        "AttachNetworkInterface",
+        "ModifyNetworkInterfaceAttribute",
+    ]
+    .into_iter()
+    .map(|a| (a.to_string(), 1))
+    .collect();
+    assert_eq!(
+        tb.calls_of("node-a"),
+        expected,
+        "a fresh node's EC2 calls to its warm target\n{}",
+        tb.ipamd_log("node-a")
+    );
+    let ip = add(&tb, "node-a", "c1").await.unwrap();
+    let child = tb.restart_ipamd("node-a", None);
+    tb.wait_ready("node-a");
+    let calls = tb.calls_of("node-a");
+    assert!(
+        calls.get("DescribeNetworkInterfaces").copied().unwrap_or(0) >= 1,
+        "a restarted node took its ENIs from metadata alone: {calls:?}"
+    );
+    assert_eq!(add(&tb, "node-a", "c1").await.unwrap(), ip);
+    terminate(child);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_eniconfig_is_chosen_by_external_label_annotation_label_then_default() {
     let nodes = r#"  - {name: by-label, instance_type: m5.large, subnet: nodes-a, labels: {topology.kubernetes.io/zone: us-west-2a}}

@@ -200,6 +200,29 @@ impl Testbed {
         .1
     }
 
+    /// Calls made by one node's ipamd (it signs with its own access key), by action, failed ones
+    /// included; the seeder's and the tests' own calls left out.
+    pub fn calls_of(&self, node: &str) -> std::collections::BTreeMap<String, u64> {
+        let by_caller = ::testbed::emulator::http_json(
+            self.port(),
+            "GET",
+            "/_testbed/calls?by=caller",
+            None,
+            Duration::from_secs(10),
+        )
+        .unwrap()
+        .1;
+        let actions = by_caller[::testbed::agents::access_key(node)].as_object();
+        actions
+            .into_iter()
+            .flatten()
+            .map(|(action, c)| {
+                let n = c["ok"].as_u64().unwrap_or(0) + c["error"].as_u64().unwrap_or(0);
+                (action.clone(), n)
+            })
+            .collect()
+    }
+
     pub fn ipamd_log(&self, node: &str) -> String {
         std::fs::read_to_string(self.node_dir(node).join("ipamd.log")).unwrap_or_default()
     }
