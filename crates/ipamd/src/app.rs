@@ -290,6 +290,7 @@ fn spawn(
         shutdown_rx.clone(),
     )));
     tasks.push(tokio::spawn(crate::memory::keep_trimmed(
+        node.clone(),
         ready_rx.clone(),
         shutdown_rx.clone(),
     )));

@@ -2,16 +2,19 @@
 //!
 //! The heap: glibc keeps what a burst of requests freed (110 concurrent ADDs leave about 3 MB of
 //! free heap behind, one gRPC connection's buffers each) until the top of its arena is free, which
-//! in a long-lived daemon is seldom; ipamd hands it back to the kernel every [`TRIM_INTERVAL`].
+//! in a long-lived daemon is seldom; ipamd hands it back to the kernel within [`TRIM_INTERVAL`].
 //! One arena for every thread: ipamd's handful of threads hardly contend, and each extra arena
 //! would keep its own free memory.
 //!
-//! The code: start-up runs code it never runs again (argument and settings parsing, the SDK's
-//! configuration chain, instance metadata, the ENIConfig checks), and the kernel keeps every code
-//! page a process touched mapped for its whole life. Once the node is network-ready, ipamd
-//! unmaps its code pages once ([`release_code`]): they stay in the page cache, and what is used
-//! again is mapped again on its next call, without I/O; what is not becomes plain page cache the
-//! kernel reclaims first.
+//! The code: the kernel keeps every code page a process touched mapped for the rest of its life,
+//! and maps page-cache folios whole (64 kB and more), so after start-up (argument and settings
+//! parsing, the SDK's configuration chain, instance metadata, the ENIConfig checks) or a burst of
+//! pods nearly all of ipamd's 7 MB of code stays resident though little of it runs again. Once
+//! the node is network-ready, and again whenever an interval has passed without a pod ADD after
+//! some, ipamd unmaps its code pages ([`release_code`]), a working-set trim: they stay in the page
+//! cache, and what runs again is mapped again on its next call, by minor faults without I/O (a
+//! fraction of a millisecond on the first ADD after a quiet spell); what does not is plain page
+//! cache the kernel may reclaim first.
 //!
 //! Lifecycle: nothing is kept; a restart begins with a fresh heap and maps its code anew. On
 //! another C library the allocator is left as it is (the heap functions do nothing there).
@@ -23,7 +26,7 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 
 /// How often the free heap is looked at; a trim runs only when there is enough to give back.
-pub const TRIM_INTERVAL: Duration = Duration::from_secs(10);
+pub const TRIM_INTERVAL: Duration = Duration::from_secs(5);
 /// Free heap worth a trim (below it, the pages would soon be faulted back in anyway).
 pub const TRIM_ABOVE: usize = 512 * 1024;
 
@@ -115,31 +118,48 @@ fn executable_file_mappings(maps: &str) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// Every [`TRIM_INTERVAL`], trims the heap when at least [`TRIM_ABOVE`] is free; at the first
-/// interval after the node is first ready, releases the start-up code. Until told to stop.
+/// Every [`TRIM_INTERVAL`]: trims the heap when at least [`TRIM_ABOVE`] more is free than the
+/// last trim left (what it could not return is fragments of pages in use), and releases the code
+/// once start-up is over (the node was network-ready once) whenever an interval passed without a
+/// pod ADD, once per quiet spell. Until told to stop.
 pub async fn keep_trimmed(
-    mut ready: watch::Receiver<crate::readiness::Readiness>,
+    node: std::sync::Arc<crate::node::Node>,
+    ready: watch::Receiver<crate::readiness::Readiness>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut code_released = false;
+    let mut adds = node.metrics.add_requests.get();
+    let (mut started, mut released) = (false, false);
+    let mut left_free = 0;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TRIM_INTERVAL) => {}
             _ = stop.changed() => return,
         }
-        if !code_released && ready.borrow_and_update().is_ok() {
-            code_released = true;
+        // A node at its max pods is not ready, yet quiet: readiness only marks start-up's end.
+        started = started || ready.borrow().is_ok();
+        let now = node.metrics.add_requests.get();
+        let quiet = now == adds;
+        adds = now;
+        if !quiet {
+            released = false;
+        } else if started && !released {
+            released = true;
             match release_code() {
-                Ok(bytes) => debug!(bytes, "start-up code unmapped"),
-                Err(e) => warn!(error = e, "start-up code left mapped"),
+                Ok(bytes) => debug!(bytes, "code pages unmapped (a quiet spell)"),
+                Err(e) => warn!(error = e, "code pages left mapped"),
             }
         }
-        if free_bytes().is_some_and(|free| free >= TRIM_ABOVE) {
-            let returned = trim();
-            debug!(
-                returned_bytes = returned,
-                "free heap returned to the kernel"
-            );
+        match free_bytes() {
+            Some(free) if free >= left_free + TRIM_ABOVE => {
+                let returned = trim();
+                left_free = free_bytes().unwrap_or(0);
+                debug!(
+                    returned_bytes = returned,
+                    "free heap returned to the kernel"
+                );
+            }
+            Some(free) => left_free = left_free.min(free),
+            None => {}
         }
     }
 }
