@@ -249,7 +249,7 @@ async fn a_fresh_node_reaches_its_warm_target_with_five_ec2_calls_a_restarted_on
         "a fresh node's EC2 calls to its warm target\n{}",
         tb.ipamd_log("node-a")
     );
-    let ip = add(&tb, "node-a", "c1").await.unwrap();
+    let ip = pod_address(&tb.pod_add("node-a", "c1", &[]).unwrap()).to_string();
     let child = tb.restart_ipamd("node-a", None);
     tb.wait_ready("node-a");
     let calls = tb.calls_of("node-a");
@@ -257,7 +257,19 @@ async fn a_fresh_node_reaches_its_warm_target_with_five_ec2_calls_a_restarted_on
         calls.get("DescribeNetworkInterfaces").copied().unwrap_or(0) >= 1,
         "a restarted node took its ENIs from metadata alone: {calls:?}"
     );
-    assert_eq!(add(&tb, "node-a", "c1").await.unwrap(), ip);
+    let enis = tb.introspect("node-a", "/v1/enis");
+    let holder = enis["enis"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["addresses"].as_array().unwrap())
+        .find(|a| a["address"] == ip.as_str())
+        .map(|a| a["pod"].clone());
+    assert_eq!(
+        holder,
+        Some(serde_json::json!("default/c1")),
+        "c1 lost {ip} across the restart"
+    );
     terminate(child);
 }
 
