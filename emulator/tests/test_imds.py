@@ -157,3 +157,57 @@ def test_a_tree_is_built_once_per_state_version(monkeypatch):
         # Without a version (callers that do not know it), every read builds.
         imds.handle(iid, "GET", "/latest/meta-data/instance-type", {imds.TOKEN_HEADER: token})
         assert builds == [iid, iid, iid]
+
+
+def test_a_change_to_one_instance_leaves_the_other_trees_cached(monkeypatch):
+    """While a fleet starts, every node's ENI calls mutate EC2: a new ENI, or an ENI attached to
+    or changed on one instance, rebuilds that instance's tree alone; an action not known to be
+    confined to one instance rebuilds every tree."""
+    import sys
+
+    import boto3
+    from moto import mock_aws
+
+    from conftest import EMULATOR_DIR
+
+    sys.path.insert(0, EMULATOR_DIR)
+    from vpcemu import imds, state, world
+
+    builds = []
+    real = imds._tree
+    monkeypatch.setattr(imds, "_tree", lambda inst: builds.append(inst.id) or real(inst))
+    version = state.Version()
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name="us-west-2")
+        a, b = (
+            i["InstanceId"]
+            for i in ec2.run_instances(ImageId="ami-12c6146b", MinCount=2, MaxCount=2, InstanceType="m5.large")[
+                "Instances"
+            ]
+        )
+        subnet = ec2.describe_instances(InstanceIds=[b])["Reservations"][0]["Instances"][0]["SubnetId"]
+
+        def getter(iid):
+            token = imds.handle(iid, "PUT", "/latest/api/token", {imds.TOKEN_TTL_HEADER: "60"}, version)[1]
+            return lambda path: imds.handle(iid, "GET", path, {imds.TOKEN_HEADER: token}, version)
+
+        get_a, get_b = getter(a), getter(b)
+        macs = "/latest/meta-data/network/interfaces/macs/"
+        assert len(get_a(macs)[1].split()) == 1 and len(get_b(macs)[1].split()) == 1
+        assert builds == [a, b]
+
+        def done(action, **params):
+            version.bump(world.instances_touched(action, {k: [v] for k, v in params.items()}))
+
+        eni = ec2.create_network_interface(SubnetId=subnet)["NetworkInterface"]["NetworkInterfaceId"]
+        done("CreateNetworkInterface", SubnetId=subnet)
+        ec2.attach_network_interface(NetworkInterfaceId=eni, InstanceId=b, DeviceIndex=1)
+        done("AttachNetworkInterface", NetworkInterfaceId=eni, InstanceId=b)
+        ec2.assign_private_ip_addresses(NetworkInterfaceId=eni, SecondaryPrivateIpAddressCount=2)
+        done("AssignPrivateIpAddresses", NetworkInterfaceId=eni)
+        assert len(get_b(macs)[1].split()) == 2, "b's new ENI is missing from its metadata"
+        assert len(get_a(macs)[1].split()) == 1
+        assert builds == [a, b, b], "a's tree was rebuilt for b's ENI"
+        done("AssociateVpcCidrBlock", VpcId="vpc-any")
+        get_a(macs)
+        assert builds == [a, b, b, a], "an action that may concern every instance left a's tree cached"

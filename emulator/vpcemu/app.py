@@ -140,7 +140,7 @@ class EmulatorApp:
             code = int(captured["status"].split()[0])
             ok = code < 300
             if ok and is_mutating(action):
-                self.emu.version.bump()
+                self.emu.version.bump(world.instances_touched(action, params))
         if fault is not None:
             # Done, and yet the caller is told it failed (an answer lost on the way back).
             return self._injected(start_response, action, fault, caller)

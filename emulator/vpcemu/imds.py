@@ -144,11 +144,13 @@ _TREES_LOCK = threading.Lock()
 
 
 def _current_tree(instance_id: str, version: state.Version | None) -> dict[str, Any] | None:
-    """The instance's tree (None once it is gone). With ``version``, a tree is built once per
-    state version and reused until a mutating EC2 call moves it: a fleet starting at once sends
-    thousands of metadata reads, and every build waits for the EC2 lock. The version is read
-    before the build, so a tree can only be labelled older than it is (and built again)."""
-    seen = version.value if version is not None else None
+    """The instance's tree (None once it is gone). With ``version``, a tree is built once and
+    reused until a mutating EC2 call that may concern this instance moves its version
+    (:meth:`state.Version.of_instance`; another node's new ENI does not): a fleet starting at once
+    sends thousands of metadata reads while its EC2 calls mutate all the time, and every build
+    waits for the EC2 lock. The version is read before the build, so a tree can only be labelled
+    older than it is (and built again)."""
+    seen = version.of_instance(instance_id) if version is not None else None
     if seen is not None:
         with _TREES_LOCK:
             hit = _TREES.get(instance_id)

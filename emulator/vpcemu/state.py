@@ -15,10 +15,13 @@ LOCK = threading.RLock()
 
 
 class Version:
-    """Monotonic counter bumped on every successful mutating EC2 call."""
+    """Monotonic counter bumped on every successful mutating EC2 call, and for each instance the
+    value at which its metadata last changed (instance metadata caches on it)."""
 
     def __init__(self) -> None:
         self._value = 0
+        self._everyone = 0
+        self._instances: dict[str, int] = {}
         self._cond = threading.Condition()
 
     @property
@@ -26,11 +29,23 @@ class Version:
         with self._cond:
             return self._value
 
-    def bump(self) -> int:
+    def bump(self, instances: set[str] | None = None) -> int:
+        """One more change; ``instances`` are the only ones whose metadata it may change (None:
+        any instance's)."""
         with self._cond:
             self._value += 1
+            if instances is None:
+                self._everyone = self._value
+            else:
+                for instance_id in instances:
+                    self._instances[instance_id] = self._value
             self._cond.notify_all()
             return self._value
+
+    def of_instance(self, instance_id: str) -> int:
+        """The value of the last change that may concern ``instance_id``'s metadata."""
+        with self._cond:
+            return max(self._everyone, self._instances.get(instance_id, 0))
 
     def wait_after(self, after: int, timeout: float) -> int:
         """Block until the version exceeds ``after`` or ``timeout`` elapses."""

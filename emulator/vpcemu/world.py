@@ -22,6 +22,31 @@ def find_instance(instance_id: str) -> Any | None:
     return None
 
 
+# Mutating actions whose effect on instance metadata stays with the instance the ENI named by
+# NetworkInterfaceId is attached to after the call (none, for an ENI attached to nothing).
+_ENI_SCOPED = {
+    "AttachNetworkInterface",
+    "AssignPrivateIpAddresses",
+    "UnassignPrivateIpAddresses",
+    "ModifyNetworkInterfaceAttribute",
+}
+
+
+def instances_touched(action: str, params: dict[str, list[str]]) -> set[str] | None:
+    """Instances whose metadata a successful ``action`` may have changed; None when it may be any
+    (every action not known to be confined). A new ENI is attached to nothing."""
+    if action == "CreateNetworkInterface":
+        return set()
+    if action not in _ENI_SCOPED:
+        return None
+    eni_id = (params.get("NetworkInterfaceId") or [""])[0]
+    for backend in backends():
+        eni = backend.enis.get(eni_id)
+        if eni is not None:
+            return {eni.instance.id} if eni.instance is not None else set()
+    return None
+
+
 def live_instances() -> list[Any]:
     """Instances that exist (not terminated), in every region."""
     out = []
