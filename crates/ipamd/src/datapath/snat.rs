@@ -1,6 +1,8 @@
 //! SNAT and connmark rules (`datapath.md`), reconciled with iptables-restore: our chains are
 //! rewritten whole, jumps into the built-in chains are added once and never duplicated. All with
-//! the iptables backend kube-proxy uses ([`super::iptables::backend`]).
+//! the iptables backend kube-proxy uses ([`super::iptables::backend`]). A fresh node's start
+//! runs two processes here (one listing, one restore) where it ran eleven (a check and an append
+//! per jump): on a shared machine a fleet's starts were bound by them.
 
 use std::net::Ipv4Addr;
 
@@ -133,8 +135,59 @@ fn chains_text(settings: &IpamdSettings, primary_ip: Ipv4Addr, vpc_cidrs: &[Ipv4
         "-A {SNAT_CHAIN} ! -o vlan+ -m comment --comment \"AWS, SNAT\" -m addrtype ! --dst-type LOCAL -j SNAT --to-source {primary_ip}{random}\n"
     ));
     t.push_str(&format!("-A {CONNMARK_CHAIN} -m comment --comment \"AWS, CONNMARK\" -j CONNMARK --set-xmark {mark}/{mark}\n"));
-    t.push_str("COMMIT\n");
     t
+}
+
+/// One iptables-restore input: our chains rewritten, and `add` appended to their built-in chains.
+fn restore_text(chains: String, add: &[&Jump]) -> String {
+    let line = |(_, chain, spec): &&Jump| {
+        let args: Vec<String> = spec
+            .iter()
+            .map(|a| {
+                if a.contains(char::is_whitespace) {
+                    format!("\"{a}\"")
+                } else {
+                    a.clone()
+                }
+            })
+            .collect();
+        format!("-A {chain} {}\n", args.join(" "))
+    };
+    let mut t = chains;
+    for jump in add.iter().filter(|(table, _, _)| *table == "nat") {
+        t.push_str(&line(jump));
+    }
+    t.push_str("COMMIT\n");
+    let mangle: String = add
+        .iter()
+        .filter(|(table, _, _)| *table == "mangle")
+        .map(line)
+        .collect();
+    if !mangle.is_empty() {
+        t.push_str(&format!("*mangle\n{mangle}COMMIT\n"));
+    }
+    t
+}
+
+/// Splits `wanted` by what the backend's listing (`saved`, None when it could not be read) shows:
+/// jumps that cannot be there, since no rule of their built-in chain carries their comment, and
+/// jumps to check one by one (`iptables -C` knows the rule forms the listing may print otherwise).
+/// A fresh node's are all of the first kind: they go into the one restore, no process each.
+fn surely_absent<'a>(saved: Option<&str>, wanted: &'a [Jump]) -> (Vec<&'a Jump>, Vec<&'a Jump>) {
+    wanted.iter().partition(|(table, chain, spec)| {
+        let (Some(saved), Some(comment)) = (
+            saved,
+            spec.iter()
+                .position(|a| a == "--comment")
+                .and_then(|i| spec.get(i + 1)),
+        ) else {
+            return false;
+        };
+        let prefix = format!("-A {chain} ");
+        !super::iptables::section(saved, table)
+            .lines()
+            .any(|l| l.starts_with(&prefix) && l.contains(comment.as_str()))
+    })
 }
 
 fn run(args: &[&str], input: Option<&str>) -> Result<bool, DatapathError> {
@@ -173,12 +226,17 @@ pub fn reconcile(
         }
         return Ok(());
     }
+    let saved = command::run(&[backend.save()], None).ok();
+    let (add, check) = surely_absent(saved.as_deref(), &wanted);
     run_ok(
         &[backend.restore(), "-w", "--noflush"],
-        Some(&chains_text(settings, primary_ip, vpc_cidrs)),
+        Some(&restore_text(
+            chains_text(settings, primary_ip, vpc_cidrs),
+            &add,
+        )),
     )?;
     delete(&unwanted)?;
-    for (table, chain, spec) in &wanted {
+    for (table, chain, spec) in check {
         let mut check = vec![iptables, "-w", "-t", table, "-C", chain];
         check.extend(spec.iter().map(String::as_str));
         if !run(&check, None)? {
@@ -197,6 +255,35 @@ mod tests {
     fn settings(vars: &[(&str, &str)]) -> IpamdSettings {
         let map: std::collections::BTreeMap<&str, &str> = vars.iter().copied().collect();
         IpamdSettings::from_lookup(|k| map.get(k).map(|v| v.to_string())).unwrap()
+    }
+
+    #[test]
+    fn jumps_whose_comment_is_not_in_their_chain_go_into_the_restore() {
+        let settings = settings(&[]);
+        let wanted = jump_sets(&settings, "ens5").0;
+        // Nothing could be read: every jump is checked.
+        let (add, check) = surely_absent(None, &wanted);
+        assert_eq!((add.len(), check.len()), (0, 5));
+        // A fresh node: no rule of ours anywhere (the comment in our own chain does not count).
+        let fresh = "*nat\n:PREROUTING ACCEPT [0:0]\n:AWS-CONNMARK-CHAIN-0 - [0:0]\n-A AWS-CONNMARK-CHAIN-0 -m comment --comment \"AWS, CONNMARK\" -j CONNMARK --set-xmark 0x80/0x80\n-A PREROUTING -j KUBE-SERVICES\nCOMMIT\n";
+        let (add, check) = surely_absent(Some(fresh), &wanted);
+        assert_eq!((add.len(), check.len()), (5, 0));
+        // A restart: the nat jumps are there (as the listing prints them), the mangle ones not.
+        let restarted = "*nat\n-A PREROUTING -i eni+ -m comment --comment \"AWS, outbound connections\" -j AWS-CONNMARK-CHAIN-0\n-A PREROUTING -m comment --comment \"AWS, CONNMARK\" -j CONNMARK --restore-mark --nfmask 0x80 --ctmask 0x80\n-A POSTROUTING -m comment --comment \"AWS SNAT CHAIN\" -j AWS-SNAT-CHAIN-0\nCOMMIT\n*mangle\n-A OUTPUT -m comment --comment \"AWS, primary ENI\" -j ACCEPT\nCOMMIT\n";
+        let (add, check) = surely_absent(Some(restarted), &wanted);
+        assert!(add.iter().all(|(t, _, _)| *t == "mangle"), "{add:?}");
+        assert_eq!((add.len(), check.len()), (2, 3));
+        let text = restore_text(
+            chains_text(&settings, "10.0.1.5".parse().unwrap(), &[]),
+            &add,
+        );
+        assert!(text.starts_with("*nat\n"), "{text}");
+        assert!(
+            text.ends_with(
+                "COMMIT\n*mangle\n-A PREROUTING -i ens5 -m comment --comment \"AWS, primary ENI\" -m addrtype --dst-type LOCAL --limit-iface-in -j CONNMARK --set-mark 0x80/0x80\n-A PREROUTING -i eni+ -m comment --comment \"AWS, primary ENI\" -j CONNMARK --restore-mark --mask 0x80\nCOMMIT\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
