@@ -494,8 +494,9 @@ impl<C: Ec2 + 'static> Manager<C> {
             tags,
             addresses,
         };
-        let eni = self.ec2.create_eni(&request).await?;
-        let mut device = self.device_index().await;
+        // The free device index does not depend on the new ENI: read alongside the create.
+        let (eni, mut device) = tokio::join!(self.ec2.create_eni(&request), self.device_index());
+        let eni = eni?;
         let mut attached = self.ec2.attach_eni(&eni.id, instance, device).await;
         if let Err(e) = &attached
             && e.class() == ErrorClass::Invalid
