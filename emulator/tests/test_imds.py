@@ -119,22 +119,28 @@ def _second_octet(ec2, net) -> str:
     return cidr.split(".")[1]
 
 
-def test_a_tree_is_built_once_per_state_version(monkeypatch):
-    """A fleet's start reads metadata thousands of times: between mutating calls the tree is
-    reused, and a mutating call (the version moves) makes the next read see the change."""
+def _counted_tree_builds(monkeypatch):
+    """The emulator's modules, in this process, with every metadata tree build recorded."""
     import sys
-
-    import boto3
-    from moto import mock_aws
 
     from conftest import EMULATOR_DIR
 
     sys.path.insert(0, EMULATOR_DIR)
-    from vpcemu import imds, state
+    from vpcemu import imds, state, world
 
     builds = []
     real = imds._tree
     monkeypatch.setattr(imds, "_tree", lambda inst: builds.append(inst.id) or real(inst))
+    return imds, state, world, builds
+
+
+def test_a_tree_is_built_once_per_state_version(monkeypatch):
+    """A fleet's start reads metadata thousands of times: between mutating calls the tree is
+    reused, and a mutating call (the version moves) makes the next read see the change."""
+    import boto3
+    from moto import mock_aws
+
+    imds, state, _, builds = _counted_tree_builds(monkeypatch)
     version = state.Version()
     with mock_aws():
         ec2 = boto3.client("ec2", region_name="us-west-2")
@@ -163,19 +169,10 @@ def test_a_change_to_one_instance_leaves_the_other_trees_cached(monkeypatch):
     """While a fleet starts, every node's ENI calls mutate EC2: a new ENI, or an ENI attached to
     or changed on one instance, rebuilds that instance's tree alone; an action not known to be
     confined to one instance rebuilds every tree."""
-    import sys
-
     import boto3
     from moto import mock_aws
 
-    from conftest import EMULATOR_DIR
-
-    sys.path.insert(0, EMULATOR_DIR)
-    from vpcemu import imds, state, world
-
-    builds = []
-    real = imds._tree
-    monkeypatch.setattr(imds, "_tree", lambda inst: builds.append(inst.id) or real(inst))
+    imds, state, world, builds = _counted_tree_builds(monkeypatch)
     version = state.Version()
     with mock_aws():
         ec2 = boto3.client("ec2", region_name="us-west-2")
