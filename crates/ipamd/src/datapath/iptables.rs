@@ -42,13 +42,11 @@ impl Backend {
 /// Chains the kubelet creates in the mangle table of the backend it uses (1.17+, 1.24+).
 const KUBELET_HINTS: &[&str] = &["KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"];
 
-/// What `iptables-*-save` printed for each backend (empty when it could not run).
+/// What `iptables-*-save` printed for each backend, every table (empty when it could not run).
 #[derive(Debug, Default)]
 pub struct Saved<'a> {
-    pub nft_mangle: &'a str,
-    pub legacy_mangle: &'a str,
-    pub nft_all: &'a str,
-    pub legacy_all: &'a str,
+    pub nft: &'a str,
+    pub legacy: &'a str,
 }
 
 fn has_hint(save: &str) -> bool {
@@ -65,19 +63,19 @@ fn rules(save: &str) -> usize {
 
 /// Pure: the backend and why.
 pub fn choose(saved: &Saved) -> (Backend, String) {
-    if has_hint(saved.nft_mangle) {
+    if has_hint(section(saved.nft, "mangle")) {
         return (
             Backend::Nft,
             "the kubelet's hint chain is in iptables-nft".into(),
         );
     }
-    if has_hint(saved.legacy_mangle) {
+    if has_hint(section(saved.legacy, "mangle")) {
         return (
             Backend::Legacy,
             "the kubelet's hint chain is in iptables-legacy".into(),
         );
     }
-    let (legacy, nft) = (rules(saved.legacy_all), rules(saved.nft_all));
+    let (legacy, nft) = (rules(saved.legacy), rules(saved.nft));
     // Upstream's wrapper: legacy from 10 rules on, or when it holds more; nft otherwise.
     let chosen = if legacy >= 10 || legacy > nft {
         Backend::Legacy
@@ -113,12 +111,10 @@ pub fn backend() -> Backend {
     *CHOSEN.get_or_init(|| {
         // One listing per backend (each is a process the node pays for at every start).
         let save = |b: Backend| command::run(&[b.save()], None).unwrap_or_default();
-        let (nft_all, legacy_all) = (save(Backend::Nft), save(Backend::Legacy));
+        let (nft, legacy) = (save(Backend::Nft), save(Backend::Legacy));
         let (chosen, why) = choose(&Saved {
-            nft_mangle: section(&nft_all, "mangle"),
-            legacy_mangle: section(&legacy_all, "mangle"),
-            nft_all: &nft_all,
-            legacy_all: &legacy_all,
+            nft: &nft,
+            legacy: &legacy,
         });
         info!(
             backend = chosen.iptables(),
@@ -173,56 +169,50 @@ mod tests {
             // The kubelet's hint decides, nft first.
             (
                 Saved {
-                    nft_mangle: HINT,
-                    legacy_all: &many,
-                    ..Default::default()
+                    nft: HINT,
+                    legacy: &many,
                 },
                 Backend::Nft,
             ),
             (
                 Saved {
-                    legacy_mangle: CANARY,
-                    nft_all: &many,
-                    ..Default::default()
+                    legacy: CANARY,
+                    nft: &many,
                 },
                 Backend::Legacy,
             ),
             (
                 Saved {
-                    nft_mangle: CANARY,
-                    legacy_mangle: HINT,
-                    ..Default::default()
+                    nft: CANARY,
+                    legacy: HINT,
                 },
                 Backend::Nft,
             ),
             // No hint: kube-proxy's rules decide.
             (
                 Saved {
-                    legacy_all: &many,
-                    nft_all: &few,
-                    ..Default::default()
+                    legacy: &many,
+                    nft: &few,
                 },
                 Backend::Legacy,
             ),
             (
                 Saved {
-                    legacy_all: &few,
-                    nft_all: &many,
-                    ..Default::default()
+                    legacy: &few,
+                    nft: &many,
                 },
                 Backend::Nft,
             ),
             (
                 Saved {
-                    legacy_all: &eleven,
-                    nft_all: &many,
-                    ..Default::default()
+                    legacy: &eleven,
+                    nft: &many,
                 },
                 Backend::Legacy,
             ),
             (
                 Saved {
-                    legacy_all: &few,
+                    legacy: &few,
                     ..Default::default()
                 },
                 Backend::Legacy,
@@ -231,9 +221,8 @@ mod tests {
             (Saved::default(), Backend::Nft),
             (
                 Saved {
-                    legacy_all: &few,
-                    nft_all: &few,
-                    ..Default::default()
+                    legacy: &few,
+                    nft: &few,
                 },
                 Backend::Nft,
             ),
