@@ -11,10 +11,10 @@
 //! parsing, the SDK's configuration chain, instance metadata, the ENIConfig checks) or a burst of
 //! pods nearly all of ipamd's 7 MB of code stays resident though little of it runs again. Once
 //! the node is network-ready, and again whenever an interval has passed without a pod ADD after
-//! some, ipamd unmaps its code and constant pages ([`release_code`]), a working-set trim: they stay in the page
-//! cache, and what runs again is mapped again on its next call, by minor faults without I/O (a
-//! fraction of a millisecond on the first ADD after a quiet spell); what does not is plain page
-//! cache the kernel may reclaim first.
+//! some, ipamd unmaps its code and constant pages ([`release_code`]), a working-set trim: they
+//! stay in the page cache, and what runs again is mapped again on its next call, by minor faults
+//! without I/O (a fraction of a millisecond on the first ADD after a quiet spell); what does not
+//! is plain page cache the kernel may reclaim first.
 //!
 //! Lifecycle: nothing is kept; a restart begins with a fresh heap and maps its code anew. On
 //! another C library the allocator is left as it is (the heap functions do nothing there).
@@ -64,10 +64,17 @@ pub fn trim() -> Option<usize> {
     None
 }
 
-/// The process's resident anonymous memory in bytes (`RssAnon` of /proc/self/status).
+/// The process's resident anonymous memory in bytes.
 fn resident_anon() -> Option<usize> {
+    status_bytes("RssAnon")
+}
+
+/// A `… kB` field of /proc/self/status, in bytes.
+fn status_bytes(field: &str) -> Option<usize> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kb = status.lines().find_map(|l| l.strip_prefix("RssAnon:"))?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
     kb.trim()
         .strip_suffix("kB")?
         .trim()
@@ -228,25 +235,17 @@ Anonymous:             0 kB
         );
     }
 
-    fn resident_file() -> usize {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap();
-        let kb = status
-            .lines()
-            .find_map(|l| l.strip_prefix("RssFile:"))
-            .unwrap();
-        kb.trim().trim_end_matches("kB").trim().parse().unwrap()
-    }
-
     /// The process keeps running its code after the release: the pages come back on use.
     #[test]
     fn code_released_runs_again() {
+        let resident_file = || status_bytes("RssFile").expect("RssFile in /proc/self/status");
         let file_before = resident_file();
         let released = release_code().expect("madvise of the test's own code");
         let file_after = resident_file();
         assert!(released > 0, "nothing was released");
         assert!(
             file_after < file_before,
-            "code pages still mapped: RssFile {file_before} kB before, {file_after} kB after"
+            "code pages still mapped: RssFile {file_before} B before, {file_after} B after"
         );
         // Code and constants come back on use: parsing, formatting and the allocator run again.
         let again: u64 = format!("{}", 40 + 2).parse().unwrap();
