@@ -92,7 +92,8 @@ class MetadataListeners:
     ) -> None:
         self.sock_dir = sock_dir
         self.tcp_host = tcp_host
-        # With the state version, metadata trees are cached until a mutating call (imds.py).
+        # With the state version, an instance's metadata tree is cached until a mutating call that
+        # may concern that instance (imds.py, state.Version.of_instance).
         self.version = version
         self._lock = threading.Lock()
         self._unix: dict[str, tuple[Server, str]] = {}

@@ -189,29 +189,19 @@ impl Testbed {
 
     /// The emulator's per-action call counts.
     pub fn calls(&self) -> serde_json::Value {
-        ::testbed::emulator::http_json(
-            self.port(),
-            "GET",
-            "/_testbed/calls",
-            None,
-            Duration::from_secs(10),
-        )
-        .unwrap()
-        .1
+        self.emulator_get("/_testbed/calls")
+    }
+
+    fn emulator_get(&self, path: &str) -> serde_json::Value {
+        ::testbed::emulator::http_json(self.port(), "GET", path, None, Duration::from_secs(10))
+            .unwrap()
+            .1
     }
 
     /// Calls made by one node's ipamd (it signs with its own access key), by action, failed ones
     /// included; the seeder's and the tests' own calls left out.
     pub fn calls_of(&self, node: &str) -> std::collections::BTreeMap<String, u64> {
-        let by_caller = ::testbed::emulator::http_json(
-            self.port(),
-            "GET",
-            "/_testbed/calls?by=caller",
-            None,
-            Duration::from_secs(10),
-        )
-        .unwrap()
-        .1;
+        let by_caller = self.emulator_get("/_testbed/calls?by=caller");
         let actions = by_caller[::testbed::agents::access_key(node)].as_object();
         actions
             .into_iter()
